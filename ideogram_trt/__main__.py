@@ -1,0 +1,3 @@
+from ideogram_trt.cli import main
+
+raise SystemExit(main())

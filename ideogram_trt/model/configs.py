@@ -1,0 +1,299 @@
+"""Typed configs read from a checkpoint's ``config.json`` files, with the released values as defaults (spec §3.1,
+§4.1, §6). Every value is checked on read; a bad one raises ``ConfigError`` naming the file, key and fix."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ideogram_trt.core.errors import ConfigError
+
+# spec §3.3: decoder layers whose outputs feed the DiT, interleaved channel-wise (c = h·13 + k).
+TEXT_TAP_LAYERS: tuple[int, ...] = (0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 30, 33, 35)
+
+T = TypeVar("T")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: missing")
+    try:
+        value = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    return value
+
+
+def _get(raw: dict[str, Any], key: str, kind: type[T], default: T, source: str) -> T:
+    value = raw.get(key, default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind is tuple and isinstance(value, list):
+        value = tuple(value)
+    if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
+        raise ConfigError(f"{source}: {key!r} must be {kind.__name__}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _positive(source: str, **values: int | float) -> None:
+    for key, value in values.items():
+        if value <= 0:
+            raise ConfigError(f"{source}: {key!r} must be positive, got {value}")
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    """``transformer/config.json`` (diffusers ``Ideogram4Transformer2DModel`` keys; spec §4.1)."""
+
+    in_channels: int = 128
+    num_layers: int = 34
+    attention_head_dim: int = 256
+    num_attention_heads: int = 18
+    intermediate_size: int = 12288
+    adaln_dim: int = 512
+    llm_features_dim: int = 53248
+    rope_theta: float = 5_000_000.0
+    mrope_section: tuple[int, int, int] = (24, 20, 20)
+    norm_eps: float = 1e-5
+
+    @property
+    def hidden_size(self) -> int:
+        return self.attention_head_dim * self.num_attention_heads
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str) -> DiTConfig:
+        d = cls()
+        cfg = cls(
+            in_channels=_get(raw, "in_channels", int, d.in_channels, source),
+            num_layers=_get(raw, "num_layers", int, d.num_layers, source),
+            attention_head_dim=_get(raw, "attention_head_dim", int, d.attention_head_dim, source),
+            num_attention_heads=_get(raw, "num_attention_heads", int, d.num_attention_heads, source),
+            intermediate_size=_get(raw, "intermediate_size", int, d.intermediate_size, source),
+            adaln_dim=_get(raw, "adaln_dim", int, d.adaln_dim, source),
+            llm_features_dim=_get(raw, "llm_features_dim", int, d.llm_features_dim, source),
+            rope_theta=_get(raw, "rope_theta", float, d.rope_theta, source),
+            mrope_section=_get(raw, "mrope_section", tuple, d.mrope_section, source),  # type: ignore[arg-type]
+            norm_eps=_get(raw, "norm_eps", float, d.norm_eps, source),
+        )
+        _positive(
+            source,
+            in_channels=cfg.in_channels,
+            num_layers=cfg.num_layers,
+            attention_head_dim=cfg.attention_head_dim,
+            num_attention_heads=cfg.num_attention_heads,
+            intermediate_size=cfg.intermediate_size,
+            adaln_dim=cfg.adaln_dim,
+            llm_features_dim=cfg.llm_features_dim,
+            rope_theta=cfg.rope_theta,
+            norm_eps=cfg.norm_eps,
+        )
+        if len(cfg.mrope_section) != 3 or not all(isinstance(s, int) and s >= 0 for s in cfg.mrope_section):
+            raise ConfigError(f"{source}: 'mrope_section' must be three non-negative ints, got {cfg.mrope_section}")
+        if 2 * sum(cfg.mrope_section) != cfg.attention_head_dim:
+            raise ConfigError(
+                f"{source}: 'mrope_section' {list(cfg.mrope_section)} must sum to attention_head_dim/2 = "
+                f"{cfg.attention_head_dim // 2} (spec §4.7)"
+            )
+        if cfg.in_channels % 4:
+            raise ConfigError(f"{source}: 'in_channels' ({cfg.in_channels}) must be 4 x the VAE latent channels")
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["mrope_section"] = list(self.mrope_section)
+        return {"_class_name": "Ideogram4Transformer2DModel", "_diffusers_version": "0.42.1", **out}
+
+
+@dataclass(frozen=True)
+class TextEncoderConfig:
+    """The Qwen3-VL text config inside ``text_encoder/config.json`` (spec §3.1)."""
+
+    vocab_size: int = 151936
+    hidden_size: int = 4096
+    num_hidden_layers: int = 36
+    num_attention_heads: int = 32
+    num_key_value_heads: int = 8
+    head_dim: int = 128
+    intermediate_size: int = 12288
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 5_000_000.0
+    mrope_section: tuple[int, int, int] = (24, 20, 20)
+    max_position_embeddings: int = 262144
+    fp8_weight_only: bool = True
+    # The full config.json (with vision_config), kept so the diffusers-layout conversion can rebuild the model.
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def features_dim(self) -> int:
+        """Width of the interleaved tap features: hidden × 13 (53,248 in the release)."""
+        return self.hidden_size * len(TEXT_TAP_LAYERS)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str) -> TextEncoderConfig:
+        text = raw.get("text_config", raw)
+        if not isinstance(text, dict):
+            raise ConfigError(f"{source}: 'text_config' must be an object")
+        d = cls()
+        rope = text.get("rope_parameters") or text.get("rope_scaling") or {}
+        theta = rope.get("rope_theta", text.get("rope_theta", d.rope_theta))
+        section = tuple(rope.get("mrope_section", d.mrope_section))
+        if text.get("hidden_act", "silu") != "silu":
+            raise ConfigError(f"{source}: 'hidden_act' must be 'silu' (Qwen3-VL), got {text.get('hidden_act')!r}")
+        if text.get("attention_bias", False):
+            raise ConfigError(f"{source}: 'attention_bias' must be false (Qwen3-VL has no attention biases)")
+        head_default = text.get("hidden_size", d.hidden_size) // max(1, text.get("num_attention_heads", 1))
+        cfg = cls(
+            vocab_size=_get(text, "vocab_size", int, d.vocab_size, source),
+            hidden_size=_get(text, "hidden_size", int, d.hidden_size, source),
+            num_hidden_layers=_get(text, "num_hidden_layers", int, d.num_hidden_layers, source),
+            num_attention_heads=_get(text, "num_attention_heads", int, d.num_attention_heads, source),
+            num_key_value_heads=_get(text, "num_key_value_heads", int, d.num_key_value_heads, source),
+            head_dim=_get(text, "head_dim", int, head_default, source),
+            intermediate_size=_get(text, "intermediate_size", int, d.intermediate_size, source),
+            rms_norm_eps=_get(text, "rms_norm_eps", float, d.rms_norm_eps, source),
+            rope_theta=float(theta),
+            mrope_section=section,  # type: ignore[arg-type]
+            max_position_embeddings=_get(text, "max_position_embeddings", int, d.max_position_embeddings, source),
+            fp8_weight_only=_get(raw, "ideogram_fp8_weight_only", bool, False, source),
+            raw=raw,
+        )
+        _positive(
+            source,
+            vocab_size=cfg.vocab_size,
+            hidden_size=cfg.hidden_size,
+            num_attention_heads=cfg.num_attention_heads,
+            num_key_value_heads=cfg.num_key_value_heads,
+            head_dim=cfg.head_dim,
+            intermediate_size=cfg.intermediate_size,
+            rms_norm_eps=cfg.rms_norm_eps,
+            rope_theta=cfg.rope_theta,
+        )
+        if cfg.num_hidden_layers <= max(TEXT_TAP_LAYERS):
+            raise ConfigError(
+                f"{source}: 'num_hidden_layers' is {cfg.num_hidden_layers}; the DiT taps layer "
+                f"{max(TEXT_TAP_LAYERS)}, so it needs at least {max(TEXT_TAP_LAYERS) + 1} (spec §3.3)"
+            )
+        if cfg.num_attention_heads % cfg.num_key_value_heads:
+            raise ConfigError(f"{source}: 'num_attention_heads' must be a multiple of 'num_key_value_heads'")
+        if 2 * sum(cfg.mrope_section) != cfg.head_dim:
+            raise ConfigError(f"{source}: 'mrope_section' {list(cfg.mrope_section)} must sum to head_dim/2")
+        if cfg.max_position_embeddings < 2048:
+            raise ConfigError(f"{source}: 'max_position_embeddings' must cover the 2048-token prompt limit")
+        return cfg
+
+    def text_config_dict(self) -> dict[str, Any]:
+        """Keyword arguments for ``transformers.Qwen3VLTextConfig``."""
+        return {
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "num_key_value_heads": self.num_key_value_heads,
+            "head_dim": self.head_dim,
+            "intermediate_size": self.intermediate_size,
+            "rms_norm_eps": self.rms_norm_eps,
+            "max_position_embeddings": self.max_position_embeddings,
+            "hidden_act": "silu",
+            "attention_bias": False,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": self.rope_theta,
+                "mrope_section": list(self.mrope_section),
+                "mrope_interleaved": True,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """``vae/config.json`` of ``AutoencoderKLFlux2`` (the FLUX.2 VAE; spec §6)."""
+
+    latent_channels: int = 32
+    block_out_channels: tuple[int, ...] = (128, 256, 512, 512)
+    up_block_types: tuple[str, ...] = ("UpDecoderBlock2D",) * 4
+    decoder_block_out_channels: tuple[int, ...] | None = None
+    layers_per_block: int = 2
+    norm_num_groups: int = 32
+    act_fn: str = "silu"
+    mid_block_add_attention: bool = True
+    use_post_quant_conv: bool = True
+    batch_norm_eps: float = 1e-4
+    patch_size: tuple[int, int] = (2, 2)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def packed_channels(self) -> int:
+        return self.latent_channels * self.patch_size[0] * self.patch_size[1]
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** (len(self.block_out_channels) - 1)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str) -> VAEConfig:
+        d = cls()
+        dec = raw.get("decoder_block_out_channels")
+        cfg = cls(
+            latent_channels=_get(raw, "latent_channels", int, d.latent_channels, source),
+            block_out_channels=tuple(_get(raw, "block_out_channels", tuple, d.block_out_channels, source)),
+            decoder_block_out_channels=tuple(dec) if dec else None,
+            up_block_types=tuple(_get(raw, "up_block_types", tuple, d.up_block_types, source)),
+            layers_per_block=_get(raw, "layers_per_block", int, d.layers_per_block, source),
+            norm_num_groups=_get(raw, "norm_num_groups", int, d.norm_num_groups, source),
+            act_fn=_get(raw, "act_fn", str, d.act_fn, source),
+            mid_block_add_attention=_get(raw, "mid_block_add_attention", bool, d.mid_block_add_attention, source),
+            use_post_quant_conv=_get(raw, "use_post_quant_conv", bool, d.use_post_quant_conv, source),
+            batch_norm_eps=_get(raw, "batch_norm_eps", float, d.batch_norm_eps, source),
+            patch_size=tuple(_get(raw, "patch_size", tuple, d.patch_size, source)),  # type: ignore[arg-type]
+            raw=raw,
+        )
+        _positive(
+            source,
+            latent_channels=cfg.latent_channels,
+            layers_per_block=cfg.layers_per_block,
+            norm_num_groups=cfg.norm_num_groups,
+            batch_norm_eps=cfg.batch_norm_eps,
+        )
+        if set(cfg.up_block_types) != {"UpDecoderBlock2D"} or len(cfg.up_block_types) != len(
+            cfg.decoder_block_out_channels or cfg.block_out_channels
+        ):
+            raise ConfigError(f"{source}: 'up_block_types' must be one 'UpDecoderBlock2D' per decoder block")
+        if cfg.patch_size != (2, 2):
+            raise ConfigError(f"{source}: 'patch_size' must be [2, 2] (one DiT token is a 2x2 latent patch)")
+        if cfg.downsample != 8:
+            raise ConfigError(
+                f"{source}: 'block_out_channels' has {len(cfg.block_out_channels)} entries; the FLUX.2 VAE "
+                "downsamples 8x, which takes four blocks (spec §6)"
+            )
+        for c in cfg.decoder_block_out_channels or cfg.block_out_channels:
+            if c <= 0 or c % cfg.norm_num_groups:
+                raise ConfigError(
+                    f"{source}: block channels {c} must be positive multiples of norm_num_groups "
+                    f"({cfg.norm_num_groups})"
+                )
+        return cfg
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """``scheduler/scheduler_config.json``: only a sigma container, but its shift must be off (spec §5.1)."""
+
+    shift: float = 1.0
+    use_dynamic_shifting: bool = False
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str) -> SchedulerConfig:
+        cfg = cls(
+            shift=_get(raw, "shift", float, 1.0, source),
+            use_dynamic_shifting=_get(raw, "use_dynamic_shifting", bool, False, source),
+        )
+        if cfg.shift != 1.0 or cfg.use_dynamic_shifting:
+            raise ConfigError(
+                f"{source}: the LogitNormal schedule needs shift=1.0 and use_dynamic_shifting=false "
+                f"(got shift={cfg.shift}, use_dynamic_shifting={cfg.use_dynamic_shifting}; spec §5.1)"
+            )
+        return cfg

@@ -1,0 +1,309 @@
+"""Tiny random Ideogram 4 checkpoints in exactly the release layout (DESIGN.md §9), for tests, CI and the demo.
+
+Only widths shrink: the text encoder keeps 36 layers (the taps reach layer 35), the VAE its four blocks (8x
+downsampling) and 2x2 patch, so one token is 16x16 pixels and 256x256 is 256 tokens. Every DiT and text-encoder
+linear is stored as E4M3 + an F32 per-row scale, biases/norms/embeddings in bf16, the VAE in fp32.
+
+Weights are drawn at a scale that keeps activations O(1) through a sampling run (default initialization
+gives velocities near 16 and latents near 100 after four steps, which drowns relative-error checks): linears
+N(0, 1/fan_in), norm weights near 1, small biases. The same seed writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from ideogram_trt.core.errors import IdeogramTrtError
+from ideogram_trt.model.configs import TEXT_TAP_LAYERS, DiTConfig, TextEncoderConfig, VAEConfig
+from ideogram_trt.model.fp8 import quantize_rowwise
+from ideogram_trt.model.layout import Expected, dit_expected, text_encoder_expected
+from ideogram_trt.model.layout import Layout as WeightLayout
+from ideogram_trt.model.tiny_tokenizer import write_tokenizer
+
+DIFFUSERS_VERSION = "0.42.1"
+UNCONDITIONAL_MIX = 0.3  # how far the unconditional DiT's weights stray from the conditional one's
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Widths of a tiny checkpoint. Depths that the model's structure depends on are fixed."""
+
+    seed: int = 0
+    layers: int = 2
+    heads: int = 2
+    head_dim: int = 32
+    intermediate_size: int = 128
+    adaln_dim: int = 32
+    text_hidden: int = 32
+    text_heads: int = 4
+    text_kv_heads: int = 2
+    text_head_dim: int = 8
+    text_intermediate: int = 64
+    latent_channels: int = 4
+    vae_channels: tuple[int, int, int, int] = (16, 16, 32, 32)
+    vae_groups: int = 8
+    vocab_size: int = 512
+
+    def validate(self) -> None:
+        for name in ("layers", "heads", "head_dim", "intermediate_size", "adaln_dim", "text_hidden", "text_heads"):
+            if getattr(self, name) < 1:
+                raise IdeogramTrtError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.head_dim % 2 or self.head_dim < 6 or self.text_head_dim % 2 or self.text_head_dim < 6:
+            raise IdeogramTrtError("--head-dim must be even and at least 6 (three RoPE axes share its halves)")
+        if self.text_heads % self.text_kv_heads:
+            raise IdeogramTrtError("--text-heads must be a multiple of --text-kv-heads")
+        if any(c % self.vae_groups for c in self.vae_channels):
+            raise IdeogramTrtError("VAE channels must be multiples of the VAE group count")
+        if self.vocab_size < 300:
+            raise IdeogramTrtError("--vocab-size must be at least 300 (256 byte tokens + merges + specials)")
+
+
+def mrope_section(head_dim: int) -> tuple[int, int, int]:
+    """Split head_dim/2 frequencies over (t, h, w) in the release's 24:20:20 proportion."""
+    half = head_dim // 2
+    hw = max(1, round(half * 20 / 64))
+    return (half - 2 * hw, hw, hw)
+
+
+def dit_config(spec: TinySpec) -> DiTConfig:
+    return DiTConfig(
+        in_channels=4 * spec.latent_channels,
+        num_layers=spec.layers,
+        attention_head_dim=spec.head_dim,
+        num_attention_heads=spec.heads,
+        intermediate_size=spec.intermediate_size,
+        adaln_dim=spec.adaln_dim,
+        llm_features_dim=spec.text_hidden * len(TEXT_TAP_LAYERS),
+        mrope_section=mrope_section(spec.head_dim),
+    )
+
+
+def text_encoder_config_json(spec: TinySpec, vocab_size: int) -> dict:
+    """A Qwen3-VL config (text + a tiny vision tower) with the release's FP8 flag (spec §8.1)."""
+    text = TextEncoderConfig(
+        vocab_size=vocab_size,
+        hidden_size=spec.text_hidden,
+        num_hidden_layers=max(TEXT_TAP_LAYERS) + 1,
+        num_attention_heads=spec.text_heads,
+        num_key_value_heads=spec.text_kv_heads,
+        head_dim=spec.text_head_dim,
+        intermediate_size=spec.text_intermediate,
+        mrope_section=mrope_section(spec.text_head_dim),
+        max_position_embeddings=4096,
+    )
+    text_config = {**text.text_config_dict(), "model_type": "qwen3_vl_text", "pad_token_id": None}
+    vision_config = {
+        "model_type": "qwen3_vl",
+        "depth": 1,
+        "hidden_size": 16,
+        "intermediate_size": 32,
+        "num_heads": 2,
+        "out_hidden_size": spec.text_hidden,
+        "patch_size": 4,
+        "temporal_patch_size": 2,
+        "spatial_merge_size": 2,
+        "num_position_embeddings": 16,
+        "deepstack_visual_indexes": [0],
+    }
+    return {
+        "architectures": ["Qwen3VLModel"],
+        "model_type": "qwen3_vl",
+        "ideogram_fp8_weight_only": True,
+        "text_config": text_config,
+        "vision_config": vision_config,
+        "image_token_id": vocab_size - 1,
+        "video_token_id": vocab_size - 1,
+        "vision_start_token_id": vocab_size - 1,
+        "vision_end_token_id": vocab_size - 1,
+        "tie_word_embeddings": False,
+    }
+
+
+def vae_config_json(spec: TinySpec) -> dict:
+    return {
+        "_class_name": "AutoencoderKLFlux2",
+        "_diffusers_version": DIFFUSERS_VERSION,
+        "in_channels": 3,
+        "out_channels": 3,
+        "down_block_types": ["DownEncoderBlock2D"] * 4,
+        "up_block_types": ["UpDecoderBlock2D"] * 4,
+        "block_out_channels": list(spec.vae_channels),
+        "decoder_block_out_channels": None,
+        "layers_per_block": 2,
+        "act_fn": "silu",
+        "latent_channels": spec.latent_channels,
+        "norm_num_groups": spec.vae_groups,
+        "sample_size": 1024,
+        "use_quant_conv": True,
+        "use_post_quant_conv": True,
+        "mid_block_add_attention": True,
+        "batch_norm_eps": 1e-4,
+        "batch_norm_momentum": 0.1,
+        "patch_size": [2, 2],
+    }
+
+
+SCHEDULER_CONFIG = {
+    "_class_name": "FlowMatchEulerDiscreteScheduler",
+    "_diffusers_version": DIFFUSERS_VERSION,
+    "num_train_timesteps": 1000,
+    "shift": 1.0,
+    "use_dynamic_shifting": False,
+    "base_shift": 0.5,
+    "max_shift": 1.15,
+    "base_image_seq_len": 256,
+    "max_image_seq_len": 4096,
+    "invert_sigmas": False,
+    "shift_terminal": None,
+    "use_karras_sigmas": False,
+    "use_exponential_sigmas": False,
+    "use_beta_sigmas": False,
+    "time_shift_type": "exponential",
+    "stochastic_sampling": False,
+}
+
+
+def model_index_json() -> dict:
+    return {
+        "_class_name": "Ideogram4Pipeline",
+        "_diffusers_version": DIFFUSERS_VERSION,
+        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+        "text_encoder": ["transformers", "Qwen3VLModel"],
+        "tokenizer": ["transformers", "Qwen2Tokenizer"],
+        "transformer": ["diffusers", "Ideogram4Transformer2DModel"],
+        "unconditional_transformer": ["diffusers", "Ideogram4Transformer2DModel"],
+        "vae": ["diffusers", "AutoencoderKLFlux2"],
+    }
+
+
+def _draw(key: str, want: Expected, gen: torch.Generator) -> torch.Tensor:
+    """One random tensor at an O(1)-activation scale, chosen by what the tensor is."""
+    noise = torch.randn(want.shape, generator=gen, dtype=torch.float32)
+    leaf = key.rsplit(".", 1)[-1]
+    if want.linear or (leaf == "weight" and len(want.shape) == 4):  # linear or conv kernel
+        fan_in = math.prod(want.shape[1:])
+        return noise / math.sqrt(fan_in)
+    if "norm" in key and leaf == "weight":
+        return 1.0 + 0.1 * noise
+    if "norm" in key and leaf == "bias":
+        return 0.1 * noise
+    if leaf == "bias":
+        return 0.02 * noise
+    return 0.5 * noise  # embeddings
+
+
+def random_floats(expected: dict[str, Expected], gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """fp32 tensors for every expected key, in sorted key order (so a seed fixes every value)."""
+    return {key: _draw(key, expected[key], gen) for key in sorted(expected)}
+
+
+def release_storage(floats: dict[str, torch.Tensor], expected: dict[str, Expected]) -> dict[str, torch.Tensor]:
+    """Linears as E4M3 + F32 per-row scale, everything else bf16 (spec §8.1)."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in floats.items():
+        if expected[key].linear:
+            out[key], out[key + "_scale"] = quantize_rowwise(value)
+        else:
+            out[key] = value.to(torch.bfloat16)
+    return out
+
+
+def correlated(base: dict[str, torch.Tensor], gen: torch.Generator, mix: float) -> dict[str, torch.Tensor]:
+    """A sibling of ``base``: √(1−m²)·base + m·(fresh draw around the same centre), key by key.
+
+    A trained unconditional DiT predicts velocities close to the conditional one; two independent random
+    DiTs would not, and guidance 7 would then blow the latents up (v = 7·v_c − 6·v_u).
+    """
+    out: dict[str, torch.Tensor] = {}
+    keep = math.sqrt(1.0 - mix * mix)
+    for key in sorted(base):
+        value = base[key]
+        centre = 1.0 if ("norm" in key and key.endswith(".weight")) else 0.0
+        deviation = value - centre
+        fresh = torch.randn(value.shape, generator=gen) * deviation.std().clamp(min=1e-3)
+        out[key] = centre + keep * deviation + mix * fresh
+    return out
+
+
+def vae_state(config: dict, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    from diffusers import AutoencoderKLFlux2
+
+    with torch.device("meta"):
+        model = AutoencoderKLFlux2.from_config(config)
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in sorted(model.state_dict().items()):
+        if key == "bn.num_batches_tracked":
+            out[key] = torch.tensor(1000, dtype=torch.int64)
+        elif key == "bn.running_mean":
+            out[key] = 0.1 * torch.randn(tensor.shape, generator=gen)
+        elif key == "bn.running_var":
+            out[key] = 0.5 + 1.5 * torch.rand(tensor.shape, generator=gen)
+        else:
+            out[key] = _draw(key, Expected(tuple(tensor.shape)), gen)
+    return out
+
+
+def _write_json(path: Path, value: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=2) + "\n")
+
+
+def write_tiny_checkpoint(out_dir: str | Path, spec: TinySpec | None = None, overwrite: bool = False) -> Path:
+    """Write a tiny release-layout checkpoint to ``out_dir`` atomically (staged, then renamed into place)."""
+    spec = spec or TinySpec()
+    spec.validate()
+    target = Path(out_dir)
+    if target.exists() and any(target.iterdir()) and not overwrite:
+        raise IdeogramTrtError(f"{target}: already exists and is not empty (pass --overwrite to replace it)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        _write_into(stage, spec)
+        if target.exists():
+            shutil.rmtree(target)
+        stage.rename(target)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+    return target
+
+
+def _write_into(root: Path, spec: TinySpec) -> None:
+    gen = torch.Generator().manual_seed(spec.seed)
+    vocab = write_tokenizer(root / "tokenizer", spec.vocab_size)
+    dit = dit_config(spec)
+    expected = dit_expected(dit, WeightLayout.RELEASE, conditional=True)
+    conditional = random_floats(expected, gen)
+    unconditional = correlated(conditional, gen, UNCONDITIONAL_MIX)
+    for component, floats in (("transformer", conditional), ("unconditional_transformer", unconditional)):
+        _write_json(root / component / "config.json", dit.to_dict())
+        state = release_storage(floats, expected)
+        save_file(state, str(root / component / "diffusion_pytorch_model.safetensors"), metadata={"format": "pt"})
+
+    te_json = text_encoder_config_json(spec, vocab)
+    _write_json(root / "text_encoder" / "config.json", te_json)
+    te_config = TextEncoderConfig.from_dict(te_json, "tiny text encoder")
+    te_expected = text_encoder_expected(te_config)
+    te_floats = random_floats(te_expected, gen)
+    for key in [k for k in te_floats if k.endswith("embed_tokens.weight")]:
+        te_floats[key] = 2.0 * te_floats[key]  # token embeddings N(0, 1)
+    te_state = release_storage(te_floats, te_expected)
+    save_file(te_state, str(root / "text_encoder" / "model.safetensors"), metadata={"format": "pt"})
+
+    vae_json = vae_config_json(spec)
+    VAEConfig.from_dict(vae_json, "tiny vae")
+    _write_json(root / "vae" / "config.json", vae_json)
+    save_file(
+        vae_state(vae_json, gen), str(root / "vae" / "diffusion_pytorch_model.safetensors"), metadata={"format": "pt"}
+    )
+
+    _write_json(root / "scheduler" / "scheduler_config.json", SCHEDULER_CONFIG)
+    _write_json(root / "model_index.json", model_index_json())

@@ -1,0 +1,215 @@
+"""Checkpoint loading: the release FP8 layout, the diffusers layout, FP8 dequantization, and bad checkpoints."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from ideogram_trt.core.errors import CheckpointError, ConfigError
+from ideogram_trt.model.build import load_dit, load_text_encoder
+from ideogram_trt.model.checkpoint import open_checkpoint
+from ideogram_trt.model.configs import DiTConfig
+from ideogram_trt.model.layout import Layout, dit_expected
+
+DIT_FILE = "transformer/diffusion_pytorch_model.safetensors"
+
+
+def test_release_layout_tensor_inventory(tiny_dir: Path) -> None:
+    """spec §8.1: native keys, every linear E4M3 [out, in] + F32 weight_scale [out]; 669 tensors at full size."""
+    assert sum(2 if e.linear else 1 for e in dit_expected(DiTConfig(), Layout.RELEASE, True).values()) == 669
+    with safe_open(str(tiny_dir / DIT_FILE), "pt") as f:
+        keys = set(f.keys())
+        assert "layers.0.attention.qkv.weight" in keys and "layers.0.attention.to_q.weight" not in keys
+        for key in keys:
+            if key.endswith(".weight") and f.get_slice(key).get_dtype() == "F8_E4M3":
+                scale = f.get_slice(key + "_scale")
+                assert scale.get_dtype() == "F32" and scale.get_shape() == f.get_slice(key).get_shape()[:1]
+    te = tiny_dir / "text_encoder"
+    assert json.loads((te / "config.json").read_text())["ideogram_fp8_weight_only"] is True
+    with safe_open(str(te / "model.safetensors"), "pt") as f:
+        assert f.get_slice("language_model.layers.35.mlp.down_proj.weight").get_dtype() == "F8_E4M3"
+    assert sorted(p.name for p in tiny_dir.iterdir()) == [
+        "model_index.json", "scheduler", "text_encoder", "tokenizer",
+        "transformer", "unconditional_transformer", "vae",
+    ]  # fmt: skip
+
+
+def test_fp8_dequantization_is_bit_identical(checkpoint, tiny_dir: Path) -> None:
+    """Every DiT and text-encoder linear equals w.to(bf16) * scale.to(bf16)[:, None] (spec §8.2), bit for bit."""
+    dit = load_dit(checkpoint, "transformer", dtype=torch.bfloat16).state_dict()
+    raw = load_file(str(tiny_dir / DIT_FILE))
+    checked = 0
+    for key, w in raw.items():
+        if w.dtype == torch.float8_e4m3fn and key in dit:
+            expected = w.to(torch.bfloat16) * raw[key + "_scale"].to(torch.bfloat16)[:, None]
+            assert torch.equal(dit[key], expected), key
+            checked += 1
+    assert checked == 6 * checkpoint.transformer.num_layers + 6  # llm_cond_proj lives in the text encoder
+
+    te = load_text_encoder(checkpoint, dtype=torch.bfloat16).state_dict()
+    raw_te = load_file(str(tiny_dir / "text_encoder" / "model.safetensors"))
+    proj = (
+        raw["llm_cond_proj.weight"].to(torch.bfloat16) * raw["llm_cond_proj.weight_scale"].to(torch.bfloat16)[:, None]
+    )
+    assert torch.equal(te["llm_cond_proj.weight"], proj)
+    for key, w in raw_te.items():
+        if w.dtype == torch.float8_e4m3fn:
+            expected = w.to(torch.bfloat16) * raw_te[key + "_scale"].to(torch.bfloat16)[:, None]
+            assert torch.equal(te[key], expected), key
+
+
+def test_diffusers_layout_loads_to_the_same_weights(checkpoint, diffusers_dir: Path) -> None:
+    repack = open_checkpoint(diffusers_dir)
+    assert set(repack.dit_layouts.values()) == {Layout.DIFFUSERS}
+    assert not repack.text_encoder_fp8
+    for component in ("transformer", "unconditional_transformer"):
+        a = load_dit(checkpoint, component, dtype=torch.float32).state_dict()
+        b = load_dit(repack, component, dtype=torch.float32).state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    a = load_text_encoder(checkpoint, dtype=torch.float32).state_dict()
+    b = load_text_encoder(repack, dtype=torch.float32).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if k != "language_model.norm.weight")
+
+
+def test_make_tiny_is_deterministic(tmp_path: Path, tiny_dir: Path) -> None:
+    from ideogram_trt.cli import main
+
+    assert main(["make-tiny", str(tmp_path / "again"), "--seed", "0"]) == 0
+    assert main(["make-tiny", str(tmp_path / "other"), "--seed", "1"]) == 0
+    files = sorted(p.relative_to(tiny_dir) for p in tiny_dir.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "again") for p in (tmp_path / "again").rglob("*") if p.is_file())
+    for rel in files:
+        assert (tiny_dir / rel).read_bytes() == (tmp_path / "again" / rel).read_bytes(), rel
+    assert (tiny_dir / DIT_FILE).read_bytes() != (tmp_path / "other" / DIT_FILE).read_bytes()
+
+
+# --- bad checkpoints: one clear message naming the problem and the path ---------------------------------
+
+
+@pytest.fixture
+def broken(tiny_dir: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "broken"
+    shutil.copytree(tiny_dir, copy)
+    return copy
+
+
+def _rewrite(path: Path, edit) -> None:
+    state = load_file(str(path))
+    edit(state)
+    save_file(state, str(path), metadata={"format": "pt"})
+
+
+def test_missing_component_folder(broken: Path) -> None:
+    shutil.rmtree(broken / "vae")
+    with pytest.raises(CheckpointError, match=r"broken/vae: missing; an Ideogram 4 checkpoint needs a vae/ folder"):
+        open_checkpoint(broken)
+
+
+def test_missing_weight_scale(broken: Path) -> None:
+    _rewrite(broken / DIT_FILE, lambda s: s.pop("layers.1.feed_forward.w2.weight_scale"))
+    with pytest.raises(CheckpointError, match=r"transformer/diffusion_pytorch_model.safetensors: tensor "
+                       r"'layers.1.feed_forward.w2.weight_scale' is missing"):  # fmt: skip
+        open_checkpoint(broken)
+
+
+def test_wrong_shape(broken: Path) -> None:
+    def edit(s):
+        s["layers.0.attention.o.weight"] = s["layers.0.attention.o.weight"][:, :-1].contiguous()
+
+    _rewrite(broken / DIT_FILE, edit)
+    with pytest.raises(
+        CheckpointError, match=r"'layers.0.attention.o.weight' has shape \[64, 63\], expected \[64, 64\]"
+    ):
+        open_checkpoint(broken)
+
+
+def test_wrong_dtype(broken: Path) -> None:
+    def edit(s):
+        s["layers.0.ffn_norm1.weight"] = torch.ones(64, dtype=torch.int64)
+
+    _rewrite(broken / DIT_FILE, edit)
+    with pytest.raises(CheckpointError, match=r"'layers.0.ffn_norm1.weight' has dtype I64, expected a float type"):
+        open_checkpoint(broken)
+
+
+def test_wrong_scale_dtype(broken: Path) -> None:
+    def edit(s):
+        s["input_proj.weight_scale"] = s["input_proj.weight_scale"].to(torch.bfloat16)
+
+    _rewrite(broken / DIT_FILE, edit)
+    with pytest.raises(CheckpointError, match=r"'input_proj.weight_scale' is BF16 \[64\], expected F32 \[64\]"):
+        open_checkpoint(broken)
+
+
+def test_unknown_tensor(broken: Path) -> None:
+    _rewrite(broken / DIT_FILE, lambda s: s.update({"pos_embed.weight": torch.zeros(3)}))
+    with pytest.raises(CheckpointError, match=r"unexpected tensor 'pos_embed.weight'"):
+        open_checkpoint(broken)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("num_layers", 0, r"'num_layers' must be positive, got 0"),
+        ("mrope_section", [8, 5, 5], r"'mrope_section' \[8, 5, 5\] must sum to attention_head_dim/2 = 16"),
+        ("llm_features_dim", 400, r"llm_features_dim is 400, but the text encoder gives 13 taps x 32 = 416"),
+        ("norm_eps", "small", r"'norm_eps' must be float, got 'small'"),
+    ],
+)
+def test_config_value_out_of_range(broken: Path, key: str, value, message: str) -> None:
+    config_path = broken / "transformer" / "config.json"
+    config = json.loads(config_path.read_text())
+    config[key] = value
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=rf"broken/transformer/config.json: .*{message}"):
+        open_checkpoint(broken)
+
+
+def test_text_encoder_needs_36_layers(broken: Path) -> None:
+    config_path = broken / "text_encoder" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["text_config"]["num_hidden_layers"] = 30
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(
+        ConfigError, match=r"text_encoder/config.json: 'num_hidden_layers' is 30; the DiT taps layer 35"
+    ):
+        open_checkpoint(broken)
+
+
+def test_invalid_json_and_wrong_pipeline(broken: Path, tmp_path: Path) -> None:
+    (broken / "scheduler" / "scheduler_config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match=r"scheduler_config.json: not valid JSON"):
+        open_checkpoint(broken)
+    (broken / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    with pytest.raises(CheckpointError, match=r"_class_name is 'FluxPipeline', expected 'Ideogram4Pipeline'"):
+        open_checkpoint(broken)
+    with pytest.raises(CheckpointError, match=r"not a directory"):
+        open_checkpoint(tmp_path / "nowhere")
+
+
+def test_cli_reports_one_line_without_traceback(broken: Path) -> None:
+    _rewrite(broken / DIT_FILE, lambda s: s.pop("final_layer.linear.weight_scale"))
+    result = subprocess.run(
+        [sys.executable, "-m", "ideogram_trt", "check", str(broken)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "final_layer.linear.weight_scale" in lines[0]
+    assert result.stdout == ""
+
+
+def test_cli_check_summarizes_a_good_checkpoint(tiny_dir: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ideogram_trt", "check", str(tiny_dir)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "checkpoint OK" in result.stdout and "release" in result.stdout
