@@ -20,9 +20,11 @@ $(STAMP): $(PY) pyproject.toml
 
 install: $(STAMP)
 
+LINT_PATHS := ideogram_trt tests $(wildcard tools)
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check ideogram_trt tests tools
-	$(VENV)/bin/ruff format --check ideogram_trt tests tools
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 
 test: $(STAMP) lint
 	$(PY) -m pytest -q
