@@ -31,7 +31,7 @@ test: $(STAMP) lint
 
 # Later issues make this the whole job: tiny checkpoint -> export -> engines -> image.
 demo: $(STAMP)
-	$(VENV)/bin/ideogram-trt make-tiny demo-out/tiny-checkpoint --seed 0
+	$(VENV)/bin/ideogram-trt make-tiny demo-out/tiny-checkpoint --seed 0 --overwrite
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache .mypy_cache
