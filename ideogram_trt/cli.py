@@ -84,6 +84,76 @@ def _to_diffusers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from ideogram_trt.export.exporter import ExportOptions, ExternalData, export
+    from ideogram_trt.export.graphs import Graph
+    from ideogram_trt.export.recipes import GraphDType, Recipe, parse_enum
+
+    graphs = tuple(parse_enum(Graph, g.strip(), "component") for g in args.components.split(",") if g.strip())
+    options = ExportOptions(
+        recipe=parse_enum(Recipe, args.recipe, "recipe"),  # type: ignore[arg-type]
+        dtype=parse_enum(GraphDType, args.dtype, "dtype"),  # type: ignore[arg-type]
+        graphs=graphs,  # type: ignore[arg-type]
+        calibration=args.calibration,
+        quantize_attention=args.quantize_attention,
+        quantize_text_encoder=args.quantize_text_encoder,
+        excluded=tuple(args.exclude),
+        opset=args.opset,
+        external_data=parse_enum(ExternalData, args.external_data, "--external-data mode"),  # type: ignore[arg-type]
+    )
+    exported = export(args.model, args.out, options)
+    for item in exported:
+        size = item.path.stat().st_size + (
+            (item.path.parent / item.sidecar["external_data"]).stat().st_size if item.sidecar["external_data"] else 0
+        )
+        print(f"{item.path}  {size / 1e6:.1f} MB  {item.sidecar['recipe']}/{item.sidecar['dtype']}")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import torch
+
+    from ideogram_trt.core.progress import StepBar, stage
+    from ideogram_trt.core.schedule import get_preset
+    from ideogram_trt.export.calibration import calibrate, parse_resolution, read_prompts
+    from ideogram_trt.model.checkpoint import open_checkpoint
+
+    preset = get_preset(args.preset)
+    resolutions = [parse_resolution(r) for r in args.resolution] or [(1024, 1024)]
+    prompts = read_prompts(args.prompts)
+    if args.limit:
+        prompts = prompts[: args.limit]
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    if args.out.exists() and not args.overwrite:
+        raise IdeogramTrtError(f"{args.out}: exists (pass --overwrite to replace it)")
+    with stage(f"reading and validating {args.model}"):
+        checkpoint = open_checkpoint(args.model)
+    total = len(resolutions) * len(prompts) * preset.steps
+    with StepBar(f"calibrating {preset.name.value} over {len(prompts)} prompts", total) as bar:
+        result = calibrate(
+            checkpoint, prompts, preset.name, resolutions, args.seed, dtype, args.device, on_step=bar.advance
+        )
+    result.save(args.out)
+    print(f"{args.out}  sha256 {result.sha256[:16]}  {sum(len(t) for t in result.amax.values())} tensors")
+    return 0
+
+
+def _lint(args: argparse.Namespace) -> int:
+    from ideogram_trt.export.lint import lint_file
+
+    failed = 0
+    for path in args.graphs:
+        if not path.is_file():
+            raise IdeogramTrtError(f"{path}: no such ONNX file")
+        violations = lint_file(path)
+        for violation in violations:
+            print(f"{path}: {violation}")
+        failed += bool(violations)
+        if not violations:
+            print(f"{path}: OK")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ideogram-trt",
@@ -139,7 +209,66 @@ def build_parser() -> argparse.ArgumentParser:
     to_diffusers.add_argument("out", type=Path, metavar="DST")
     to_diffusers.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     to_diffusers.set_defaults(handler=_to_diffusers)
+
+    exp = sub.add_parser(
+        "export",
+        help="export the text encoder, DiTs and VAE decoder to ONNX with FP8 Q/DQ",
+        description=(
+            "Export one ONNX graph per component with the engine I/O of DESIGN.md §4 (batch, text length and "
+            "image tokens dynamic), a JSON sidecar each, external data above 2 GB, and our FP8 lint. Recipes: "
+            "bf16 (dequantized weights), fp8-wo (the release's FP8 weights + DequantizeLinear), fp8 (plus "
+            "calibrated activation Q/DQ on qkv/o/w1/w2/w3; needs --calibration)."
+        ),
+    )
+    exp.add_argument("--model", type=Path, required=True, metavar="DIR", help="checkpoint folder")
+    exp.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (new or empty)")
+    exp.add_argument("--recipe", default="fp8", help="bf16 | fp8-wo | fp8 (default fp8)")
+    exp.add_argument("--dtype", default="bf16", help="graph compute dtype: bf16 (TensorRT) | fp16 | fp32 (ORT)")
+    exp.add_argument("--calibration", type=Path, metavar="FILE", help="calibration file (fp8 recipe)")
+    exp.add_argument(
+        "--components",
+        default="text_encoder,dit_cond,dit_uncond,vae_decoder",
+        help="comma-separated graphs (also: dit_cond_masked, for mixed-length prompt batches)",
+    )
+    exp.add_argument("--quantize-attention", action="store_true", help="FP8 Q/DQ on q, k, v and softmax")
+    exp.add_argument("--quantize-text-encoder", action="store_true", help="activation Q/DQ in the text encoder")
+    exp.add_argument("--exclude", action="append", default=[], metavar="PATTERN", help="keep a linear out of Q/DQ")
+    exp.add_argument("--opset", type=int, default=21, help="ONNX opset (>= 21; default 21)")
+    exp.add_argument("--external-data", default="auto", help="auto (above 1.8 GB) | always | never")
+    exp.set_defaults(handler=_export)
+
+    cal = sub.add_parser(
+        "calibrate",
+        help="record activation ranges for the fp8 recipe",
+        description=(
+            "Run the PyTorch model over a prompt set x every step of a preset and record the per-tensor amax of "
+            "every quantizable input. The file records the checkpoint and the settings, and is deterministic "
+            "for a seed."
+        ),
+    )
+    cal.add_argument("--model", type=Path, required=True, metavar="DIR", help="checkpoint folder")
+    cal.add_argument("--out", type=Path, required=True, metavar="FILE", help="calibration JSON to write")
+    cal.add_argument("--prompts", type=Path, metavar="FILE", help=".jsonl with 'prompt' fields or one per line")
+    cal.add_argument("--preset", default="V4_DEFAULT_20", help="sampling preset (default V4_DEFAULT_20)")
+    cal.add_argument("--resolution", action="append", default=[], metavar="HxW", help="repeatable; default 1024x1024")
+    cal.add_argument("--seed", type=int, default=0)
+    cal.add_argument("--limit", type=int, default=0, help="use only the first N prompts")
+    cal.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    cal.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    cal.add_argument("--overwrite", action="store_true")
+    cal.set_defaults(handler=_calibrate)
+
+    lint = sub.add_parser("lint", help="check ONNX graphs against our FP8 rules", description=_lint_doc())
+    lint.add_argument("graphs", type=Path, nargs="+", metavar="GRAPH")
+    lint.set_defaults(handler=_lint)
     return parser
+
+
+def _lint_doc() -> str:
+    return (
+        "Check ONNX graphs: opset >= 21, standard ops only (no TensorRT custom ops), no Cast to FP8, zero FP8 zero "
+        "points, scale dtypes matching, per-channel weight scales along output channels. Exit 1 on a violation."
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -39,3 +39,44 @@ def reference_pipeline(diffusers_dir: Path):
     for name in ("transformer", "unconditional_transformer", "text_encoder", "vae"):
         assert not getattr(pipe, name).training, f"reference {name} is not in eval mode"
     return pipe
+
+
+@pytest.fixture(scope="session")
+def calibration_file(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Calibration over four shipped prompts × V4_TURBO_12 at 256x256, written by the CLI."""
+    out = tmp_path_factory.mktemp("calibration") / "tiny.json"
+    args = ["calibrate", "--model", str(tiny_dir), "--out", str(out), "--resolution", "256x256"]
+    assert main([*args, "--preset", "V4_TURBO_12", "--limit", "4"]) == 0
+    return out
+
+
+class Exports:
+    """Exports of the tiny checkpoint, made once per (recipe, dtype, graphs, options) and shared by tests."""
+
+    def __init__(self, root: Path, checkpoint_dir: Path, calibration: Path) -> None:
+        self.root, self.checkpoint_dir, self.calibration = root, checkpoint_dir, calibration
+        self._done: dict[tuple, Path] = {}
+
+    def get(self, recipe: str, dtype: str, graphs: tuple[str, ...], **flags: bool) -> Path:
+        from ideogram_trt.export.exporter import ExportOptions, export
+        from ideogram_trt.export.graphs import Graph
+        from ideogram_trt.export.recipes import GraphDType, Recipe
+
+        key = (recipe, dtype, graphs, tuple(sorted(flags.items())))
+        if key not in self._done:
+            out = self.root / f"{recipe}-{dtype}-{len(self._done)}"
+            options = ExportOptions(
+                Recipe(recipe),
+                GraphDType(dtype),
+                tuple(Graph(g) for g in graphs),
+                calibration=self.calibration if recipe == "fp8" else None,
+                **flags,
+            )
+            export(self.checkpoint_dir, out, options, quiet=True)
+            self._done[key] = out
+        return self._done[key]
+
+
+@pytest.fixture(scope="session")
+def exports(tiny_dir: Path, calibration_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Exports:
+    return Exports(tmp_path_factory.mktemp("exports"), tiny_dir, calibration_file)

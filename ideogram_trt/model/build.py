@@ -26,24 +26,40 @@ def _assign(module: nn.Module, state: dict[str, torch.Tensor], dtype: torch.dtyp
 
 
 def load_dit(checkpoint: Checkpoint, component: str = TRANSFORMER, dtype: torch.dtype = torch.bfloat16) -> IdeogramDiT:
-    config = checkpoint.dit_config(component)
-    state = dequantize_state(checkpoint.dit_state(component))
+    return dit_from_state(checkpoint, component, checkpoint.dit_state(component), dtype)
+
+
+def dit_from_state(
+    checkpoint: Checkpoint, component: str, state: dict[str, torch.Tensor], dtype: torch.dtype
+) -> IdeogramDiT:
+    """The DiT from its stored tensors (FP8 or floating, native keys), dequantized and cast to ``dtype``."""
+    weights = dequantize_state(state)
     for key in TEXT_PROJECTION_KEYS:  # the text projection runs in the text encoder (spec §4.9)
-        state.pop(key, None)
+        weights.pop(key, None)
     with torch.device("meta"):
-        module = IdeogramDiT(config, conditional=component == TRANSFORMER)
-    _assign(module, state, dtype, str(checkpoint.folder(component)))
+        module = IdeogramDiT(checkpoint.dit_config(component), conditional=component == TRANSFORMER)
+    _assign(module, weights, dtype, str(checkpoint.folder(component)))
     module.reset_buffers()
     return module.eval()
 
 
-def load_text_encoder(checkpoint: Checkpoint, dtype: torch.dtype = torch.bfloat16) -> TextEncoder:
-    """Qwen3-VL language model + the conditional DiT's ``llm_cond_norm``/``llm_cond_proj``."""
-    state = {f"language_model.{k}": v for k, v in dequantize_state(checkpoint.text_encoder_state()).items()}
+def text_encoder_state(checkpoint: Checkpoint) -> dict[str, torch.Tensor]:
+    """The text encoder's stored tensors under the module's names (FP8 kept): the language model and the
+    conditional DiT's text projection."""
+    state = {f"language_model.{k}": v for k, v in checkpoint.text_encoder_state().items()}
     # The final norm is loaded by the reference but never applied (spec §3.3); it may be absent.
     state.setdefault("language_model.norm.weight", torch.ones(checkpoint.text_encoder.hidden_size))
-    projection = checkpoint.dit_state(TRANSFORMER, keys=[*TEXT_PROJECTION_KEYS, "llm_cond_proj.weight_scale"])
-    state.update(dequantize_state(projection))
+    state.update(checkpoint.dit_state(TRANSFORMER, keys=[*TEXT_PROJECTION_KEYS, "llm_cond_proj.weight_scale"]))
+    return state
+
+
+def load_text_encoder(checkpoint: Checkpoint, dtype: torch.dtype = torch.bfloat16) -> TextEncoder:
+    """Qwen3-VL language model + the conditional DiT's ``llm_cond_norm``/``llm_cond_proj``."""
+    return text_encoder_from_state(checkpoint, text_encoder_state(checkpoint), dtype)
+
+
+def text_encoder_from_state(checkpoint: Checkpoint, state: dict[str, torch.Tensor], dtype: torch.dtype) -> TextEncoder:
+    state = dequantize_state(state)
     with torch.device("meta"):
         module = TextEncoder(checkpoint.text_encoder, checkpoint.transformer)
     _assign(module, state, dtype, str(checkpoint.folder("text_encoder")))

@@ -20,6 +20,7 @@ from ideogram_trt.model.configs import (
     VAEConfig,
     read_json,
 )
+from ideogram_trt.model.fingerprint import combined_digest, folder_digest
 from ideogram_trt.model.layout import (
     TEXT_IGNORED_PREFIXES,
     TEXT_PREFIX,
@@ -67,6 +68,14 @@ class Checkpoint:
     @property
     def has_unconditional(self) -> bool:
         return self.unconditional_transformer is not None
+
+    def digest(self, component: str) -> str:
+        """Content hash of one component folder (sha256, cached by file stat)."""
+        return folder_digest(self.folder(component))
+
+    def fingerprint(self, components: tuple[str, ...]) -> str:
+        """One hash over the given component folders: what a graph or a calibration file depends on."""
+        return combined_digest({name: self.digest(name) for name in components if self.folder(name).is_dir()})
 
     def dit_config(self, component: str) -> DiTConfig:
         config = self.transformer if component == TRANSFORMER else self.unconditional_transformer

@@ -48,15 +48,19 @@ class Attention(nn.Module):
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, key_mask: torch.Tensor | None
     ) -> torch.Tensor:
         b, length, _ = x.shape
-        q, k, v = self.qkv(x).view(b, length, 3, self.num_heads, self.head_dim).unbind(2)
+        # Slices, not unbind/chunk: those export as ONNX sequence ops, which TensorRT does not take.
+        qkv = self.qkv(x).view(b, length, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         q = self.norm_q(q)
         k = self.norm_k(k)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
-        out = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=key_mask
-        )
+        out = self.attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), key_mask)
         return self.o(out.transpose(1, 2).reshape(b, length, -1))
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """Softmax attention over [B, H, L, hd]; the seam where calibration observes and export quantizes."""
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
 
 
 class FeedForward(nn.Module):
@@ -94,7 +98,9 @@ class Block(nn.Module):
         sin: torch.Tensor,
         key_mask: torch.Tensor | None,
     ) -> torch.Tensor:
-        scale_msa, gate_msa, scale_mlp, gate_mlp = self.adaln_modulation(adaln).chunk(4, dim=-1)
+        mod = self.adaln_modulation(adaln)
+        d = mod.shape[-1] // 4
+        scale_msa, gate_msa, scale_mlp, gate_mlp = (mod[..., i * d : (i + 1) * d] for i in range(4))
         attn = self.attention(self.attention_norm1(h) * (1.0 + scale_msa), cos, sin, key_mask)
         h = h + torch.tanh(gate_msa) * self.attention_norm2(attn)
         ffn = self.feed_forward(self.ffn_norm1(h) * (1.0 + scale_mlp))
@@ -163,12 +169,13 @@ class IdeogramDiT(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.input_proj.weight.dtype
+        """The compute dtype (read off a tensor no recipe quantizes)."""
+        return self.embed_image_indicator.weight.dtype
 
     def reset_buffers(self) -> None:
         """Recompute non-persistent buffers after building on the meta device."""
         freq = TimestepEmbedding.reference_frequencies(self.config.hidden_size)
-        self.t_embedding.frequencies = freq.to(self.input_proj.weight.device)
+        self.t_embedding.frequencies = freq.to(self.embed_image_indicator.weight.device)
 
     def forward(
         self,

@@ -1,0 +1,55 @@
+"""Progress display for long work (rich, on stderr): a spinner per stage, a bar for counted steps.
+
+Both print one summary line with the elapsed time when done, so logs keep the timings.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+console = Console(stderr=True)
+
+
+@contextmanager
+def stage(message: str, quiet: bool = False) -> Iterator[None]:
+    """A spinner while the block runs, then ``message … done in Xs``."""
+    start = time.perf_counter()
+    if quiet:
+        yield
+        return
+    with console.status(message):
+        yield
+    console.print(f"{message} [dim]done in {time.perf_counter() - start:.1f}s[/]")
+
+
+class StepBar:
+    """A counted progress bar: ``with StepBar("calibrating", total) as bar: ... bar.advance()``."""
+
+    def __init__(self, description: str, total: int, quiet: bool = False) -> None:
+        self.description = description
+        self.total = total
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=quiet,
+        )
+        self._task = self._progress.add_task(description, total=total)
+
+    def __enter__(self) -> StepBar:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(*exc)
+
+    def advance(self, steps: int = 1) -> None:
+        self._progress.advance(self._task, steps)

@@ -1,0 +1,319 @@
+"""Export a checkpoint's graphs to ONNX: build each module under the recipe, trace it with the dynamo exporter
+(custom ops → native Q/DQ), name the dynamic axes after the contracts, save (external data above 2 GB), lint,
+and write a JSON sidecar per graph.
+
+Everything is written into a staging folder next to the output and moved into place only when every graph has
+passed the lint, so a failed or interrupted export leaves no partial graph behind.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import onnx_ir as ir
+import onnxscript.optimizer
+import torch
+from torch import nn
+
+from ideogram_trt import __version__
+from ideogram_trt.core.contracts import EngineContract
+from ideogram_trt.core.errors import IdeogramTrtError, InputError
+from ideogram_trt.core.progress import stage
+from ideogram_trt.export.calibration import Calibration
+from ideogram_trt.export.graphs import DEFAULT_GRAPHS, WRAPPERS, Graph, dynamic_shapes, example_inputs
+from ideogram_trt.export.lint import lint_file
+from ideogram_trt.export.qdq import ONNX_TRANSLATIONS
+from ideogram_trt.export.quant_modules import QuantAttention, QuantLinear, apply_plan
+from ideogram_trt.export.recipes import GraphDType, QuantPlan, Recipe, quant_plan
+from ideogram_trt.model.build import dit_from_state, load_vae_decoder, text_encoder_from_state, text_encoder_state
+from ideogram_trt.model.checkpoint import TRANSFORMER, UNCONDITIONAL_TRANSFORMER, Checkpoint, open_checkpoint
+from ideogram_trt.model.dit import rope_inv_freq
+
+SIDECAR_FORMAT = 1
+INDEX_FILE = "export.json"
+DEFAULT_OPSET = 21
+# protobuf refuses messages of 2 GiB; stay clear of it.
+EXTERNAL_DATA_THRESHOLD = 1_800_000_000
+
+
+class ExternalData(str, Enum):
+    AUTO = "auto"  # above 1.8 GB of weights
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    recipe: Recipe
+    dtype: GraphDType
+    graphs: tuple[Graph, ...] = DEFAULT_GRAPHS
+    calibration: Path | None = None
+    quantize_attention: bool = False
+    quantize_text_encoder: bool = False
+    excluded: tuple[str, ...] = ()
+    opset: int = DEFAULT_OPSET
+    external_data: ExternalData = ExternalData.AUTO
+
+    def plan(self, graph: Graph) -> QuantPlan:
+        return quant_plan(
+            graph.component, self.recipe, self.quantize_attention, self.quantize_text_encoder, self.excluded
+        )
+
+
+@dataclass(frozen=True)
+class ExportedGraph:
+    graph: Graph
+    path: Path
+    sidecar: dict[str, Any] = field(repr=False)
+
+
+def build_module(
+    checkpoint: Checkpoint,
+    graph: Graph,
+    recipe: Recipe,
+    dtype: torch.dtype,
+    plan: QuantPlan,
+    amax: dict[str, float] | None,
+) -> nn.Module:
+    """The graph's module under ``recipe``: the export source and the PyTorch fake-quant reference."""
+    if graph is Graph.VAE_DECODER:  # the release's VAE has no FP8 weights; recipes leave it alone
+        return WRAPPERS[graph](load_vae_decoder(checkpoint, dtype)).eval()
+    if graph is Graph.TEXT_ENCODER:
+        state = text_encoder_state(checkpoint)
+        module: nn.Module = text_encoder_from_state(checkpoint, state, dtype)
+    else:
+        part = UNCONDITIONAL_TRANSFORMER if graph is Graph.DIT_UNCOND else TRANSFORMER
+        state = checkpoint.dit_state(part)
+        module = dit_from_state(checkpoint, part, state, dtype)
+    apply_plan(module, state, plan, recipe.fp8_weights, dtype, amax)
+    return WRAPPERS[graph](module).eval()
+
+
+def _name_axes(model: ir.Model, contract: EngineContract) -> None:
+    """Give every dynamic axis its contract name (B, T, N, T+N, GH, …); static axes keep their sizes."""
+    specs = {s.name: s for s in (*contract.inputs, *contract.outputs)}
+    for value in [*model.graph.inputs, *model.graph.outputs]:
+        spec = specs[value.name]
+        if value.shape is None or len(value.shape) != len(spec.shape):
+            raise IdeogramTrtError(f"exported {value.name!r} has shape {value.shape}, contract {spec.shape}")
+        dims: list[int | str] = []
+        for dim, name in zip(value.shape, spec.shape, strict=True):
+            dims.append(dim if isinstance(dim, int) else name)
+        value.shape = ir.Shape(dims)
+
+
+def fold_small_constants(model: ir.Model) -> None:
+    """Fold the shape arithmetic the exporter leaves behind (TensorRT wants e.g. ReduceMean axes as constants),
+    never a Q/DQ: folding DequantizeLinear of an FP8 initializer would store the weight in floating point."""
+
+    def should_fold(node: ir.Node) -> bool | None:
+        return False if node.op_type in ("QuantizeLinear", "DequantizeLinear") else None
+
+    onnxscript.optimizer.fold_constants(model, should_fold=should_fold)
+    onnxscript.optimizer.remove_unused_nodes(model)
+
+
+def _tidy_nodes(model: ir.Model) -> None:
+    """Name each node after the module it came from (``layers.3.attention.qkv/QuantizeLinear_1``) and drop
+    the exporter's per-node metadata (stack traces: most of a small graph's bytes)."""
+    counts: dict[str, int] = {}
+    for node in model.graph:
+        scopes = node.metadata_props.get("pkg.torch.onnx.name_scopes")
+        module = ""
+        if scopes:
+            parts = [p for p in ast.literal_eval(scopes) if p]
+            # [wrapper attr, module paths..., op name]: the module path without the wrapper's attribute.
+            if len(parts) >= 2:
+                module = parts[-2].split(".", 1)[1] if "." in parts[-2] else ""
+        base = f"{module}/{node.op_type}" if module else node.op_type
+        counts[base] = counts.get(base, 0) + 1
+        node.name = f"{base}_{counts[base]}"
+        node.metadata_props.clear()
+
+
+def _initializer_bytes(model: ir.Model) -> int:
+    return sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
+
+
+def _quantization_summary(module: nn.Module) -> dict[str, Any]:
+    fp8_weights = [n for n, m in module.named_modules() if isinstance(m, QuantLinear) and m.weight_scale is not None]
+    activations = [n for n, m in module.named_modules() if isinstance(m, QuantLinear) and m.input_scale is not None]
+    attention = [n for n, m in module.named_modules() if isinstance(m, QuantAttention)]
+    return {"fp8_weight_linears": len(fp8_weights), "activation_qdq": activations, "fp8_attention": attention}
+
+
+def export_graph(
+    checkpoint: Checkpoint,
+    graph: Graph,
+    options: ExportOptions,
+    calibration: Calibration | None,
+    folder: Path,
+    quiet: bool = False,
+) -> ExportedGraph:
+    """Export one graph into ``folder``; returns its path and sidecar. Raises on a lint violation."""
+    dtype = options.dtype.torch
+    plan = options.plan(graph)
+    amax = calibration.amax.get(graph.component.value, {}) if calibration else None
+    with stage(f"{graph.value}: building the {options.recipe.value} module in {options.dtype.value}", quiet):
+        module = build_module(checkpoint, graph, options.recipe, dtype, plan, amax)
+        inputs = example_inputs(graph, checkpoint, dtype)
+    contract = graph.contract
+    start = time.perf_counter()
+    with stage(f"{graph.value}: tracing and converting to ONNX (opset {options.opset})", quiet), torch.no_grad():
+        program = torch.onnx.export(
+            module,
+            inputs,
+            dynamo=True,
+            opset_version=options.opset,
+            input_names=list(contract.input_names),
+            output_names=list(contract.output_names),
+            dynamic_shapes=dynamic_shapes(graph),
+            custom_translation_table=ONNX_TRANSLATIONS,
+            optimize=False,  # the optimizer costs minutes on deep graphs and could fold DequantizeLinear away
+            verbose=False,
+        )
+    fold_small_constants(program.model)
+    export_seconds = time.perf_counter() - start
+    _name_axes(program.model, contract)
+    _tidy_nodes(program.model)
+    path = folder / f"{graph.value}.onnx"
+    weight_bytes = _initializer_bytes(program.model)
+    external = options.external_data is ExternalData.ALWAYS or (
+        options.external_data is ExternalData.AUTO and weight_bytes > EXTERNAL_DATA_THRESHOLD
+    )
+    with stage(f"{graph.value}: writing {weight_bytes / 1e6:.1f} MB of weights", quiet):
+        program.save(str(path), external_data=external)
+    violations = lint_file(path)
+    if violations:
+        shown = "; ".join(str(v) for v in violations[:3])
+        more = f" (+{len(violations) - 3} more)" if len(violations) > 3 else ""
+        raise IdeogramTrtError(f"{graph.value}: the exported graph fails our ONNX lint: {shown}{more}")
+
+    inner = next(iter(module.children()))
+    sidecar: dict[str, Any] = {
+        "format": SIDECAR_FORMAT,
+        "graph": graph.value,
+        "component": graph.component.value,
+        "file": path.name,
+        "external_data": f"{path.name}.data" if external else None,
+        "recipe": options.recipe.value,
+        "dtype": options.dtype.value,
+        "opset": options.opset,
+        "checkpoint": {
+            "root": str(checkpoint.root.resolve()),
+            "fingerprint": checkpoint.fingerprint(graph.checkpoint_parts),
+            "parts": {part: checkpoint.digest(part) for part in graph.checkpoint_parts},
+        },
+        "calibration": None
+        if calibration is None or not plan.needs_calibration
+        else {"sha256": calibration.sha256, "settings": calibration.settings},
+        "quantization": _quantization_summary(inner),
+        "inputs": [_io_entry(v) for v in program.model.graph.inputs],
+        "outputs": [_io_entry(v) for v in program.model.graph.outputs],
+        "weights_bytes": weight_bytes,
+        "export_seconds": round(export_seconds, 2),
+        "exporter": {"ideogram_trt": __version__, "torch": torch.__version__, "onnx_ir": ir.__version__},
+        "file_sha256": _sha256(path),
+    }
+    if graph in (Graph.DIT_COND, Graph.DIT_COND_MASKED, Graph.DIT_UNCOND):
+        config = checkpoint.dit_config(UNCONDITIONAL_TRANSFORMER if graph is Graph.DIT_UNCOND else TRANSFORMER)
+        sidecar["rope"] = {
+            "inv_freq": [float(v) for v in rope_inv_freq(config)],
+            "mrope_section": list(config.mrope_section),
+        }
+    (folder / f"{graph.value}.json").write_text(json.dumps(sidecar, indent=1) + "\n")
+    return ExportedGraph(graph, path, sidecar)
+
+
+def _io_entry(value: ir.Value) -> dict[str, Any]:
+    """Name, numpy dtype name and shape (ints for static axes, contract names for dynamic ones)."""
+    assert value.shape is not None and value.dtype is not None
+    dims = [d if isinstance(d, int) else str(d) for d in value.shape]
+    return {"name": value.name, "dtype": str(value.dtype.numpy()), "shape": dims}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_output_dir(out: Path, options: ExportOptions) -> None:
+    """``out`` must be new, empty, or an earlier export with the same recipe and dtype."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise InputError(f"{out}: exists and is not a directory")
+    entries = list(out.iterdir())
+    if not entries:
+        return
+    index = out / INDEX_FILE
+    if not index.is_file():
+        raise InputError(f"{out}: exists and holds other files; export into a new or empty directory")
+    try:
+        previous = json.loads(index.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{out}/{INDEX_FILE}: unreadable ({exc.msg}); export into a new directory") from exc
+    if (previous.get("recipe"), previous.get("dtype")) != (options.recipe.value, options.dtype.value):
+        raise InputError(
+            f"{out}: holds a {previous.get('recipe')}/{previous.get('dtype')} export; this one is "
+            f"{options.recipe.value}/{options.dtype.value}: use another directory"
+        )
+
+
+def validate_request(checkpoint: Checkpoint, options: ExportOptions) -> Calibration | None:
+    """Everything that can be refused before any work starts."""
+    if Graph.DIT_UNCOND in options.graphs and not checkpoint.has_unconditional:
+        raise InputError(
+            f"{checkpoint.root}: no unconditional_transformer/, so there is no dit_uncond graph to export "
+            "(CFG-distilled checkpoints run the FAST/INSTANT presets with dit_cond alone)"
+        )
+    needs_calibration = any(options.plan(g).needs_calibration for g in options.graphs)
+    if options.calibration is None:
+        if needs_calibration:
+            raise InputError(
+                "the fp8 recipe quantizes activations and needs --calibration FILE "
+                "(write one with `ideogram-trt calibrate`), or use --recipe fp8-wo"
+            )
+        return None
+    calibration = Calibration.load(options.calibration)
+    calibration.check_matches(checkpoint, options.calibration)
+    return calibration
+
+
+def export(checkpoint_dir: Path, out: Path, options: ExportOptions, quiet: bool = False) -> list[ExportedGraph]:
+    """Export ``options.graphs`` of the checkpoint at ``checkpoint_dir`` into ``out`` (atomically)."""
+    if options.opset < 21:
+        raise InputError(f"--opset {options.opset}: FP8 Q/DQ with FLOAT8E4M3FN zero points needs opset 21 or later")
+    check_output_dir(out, options)
+    with stage(f"reading and validating {checkpoint_dir}", quiet):
+        checkpoint = open_checkpoint(checkpoint_dir)
+        calibration = validate_request(checkpoint, options)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        exported = [export_graph(checkpoint, g, options, calibration, staging, quiet) for g in options.graphs]
+        out.mkdir(exist_ok=True)
+        for e in exported:  # a re-export may drop external data the previous one had
+            (out / f"{e.path.name}.data").unlink(missing_ok=True)
+        for item in staging.iterdir():
+            item.replace(out / item.name)
+        index_path = out / INDEX_FILE
+        graphs = json.loads(index_path.read_text())["graphs"] if index_path.is_file() else {}
+        graphs.update({e.graph.value: f"{e.graph.value}.json" for e in exported})
+        index = {"recipe": options.recipe.value, "dtype": options.dtype.value, "graphs": dict(sorted(graphs.items()))}
+        index_path.write_text(json.dumps(index, indent=1) + "\n")
+        return [ExportedGraph(e.graph, out / e.path.name, e.sidecar) for e in exported]
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
