@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 
 test: $(STAMP) lint
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q -n 2 --dist loadscope
 
 # Later issues make this the whole job: tiny checkpoint -> export -> engines -> image.
 demo: $(STAMP)

@@ -3,6 +3,7 @@ conversion, and the diffusers reference pipeline loaded from it with ``from_pret
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,11 @@ import torch
 from ideogram_trt.cli import main
 from ideogram_trt.model.checkpoint import Checkpoint, open_checkpoint
 from ideogram_trt.model.diffusers_layout import convert_to_diffusers
+
+# Under pytest-xdist every worker gets one core: torch and ONNX Runtime would otherwise each start a thread per
+# core in every worker and fight over the two cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ outputs must agree to 1e-5 like any other graph.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ from ideogram_trt.export.qdq import FP8_MAX
 def session(path: Path, extra_outputs: list[str] | None = None) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        options.intra_op_num_threads = 1  # one core per xdist worker
     if not extra_outputs:
         return ort.InferenceSession(str(path), options)
     model = onnx.load(str(path))

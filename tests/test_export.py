@@ -4,51 +4,45 @@ FP8 weight storage, for every component and recipe on the tiny checkpoint."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from onnx_support import activation_qdq_outputs, feeds, replayed, session
-from safetensors.torch import load_file
 
+from ideogram_trt.cli import main
+from ideogram_trt.engines.buckets import Bucket
+from ideogram_trt.engines.profiles import profile_for
+from ideogram_trt.engines.tensorrt_adapter import BuildTarget, Flavor, build_engine
 from ideogram_trt.export.calibration import Calibration
 from ideogram_trt.export.exporter import ExportOptions, build_module
 from ideogram_trt.export.graphs import Graph, Sizes, example_inputs
 from ideogram_trt.export.recipes import GraphDType, Recipe
 
 TEXT = ("text_encoder",)
-DITS_AND_VAE = ("dit_cond", "dit_cond_masked", "dit_uncond", "vae_decoder")
+DITS = ("dit_cond", "dit_cond_masked", "dit_uncond")
+DITS_AND_VAE = (*DITS, "vae_decoder")
 # Two batch sizes, two text lengths, two image-token grids (16 and 24 tokens).
 SIZES = (Sizes(batch=1, text=7, grid_h=4, grid_w=4), Sizes(batch=3, text=19, grid_h=3, grid_w=8))
 FP32_BOUND = 1e-5
 FP16_BOUND = 5e-3  # feasibility.md §2: fp16 graphs sit a few 1e-3 from the float64 fake-quant reference
 
-# (recipe, graphs exported together, export flags). The 36-layer text encoder takes ~50 s to export on two
-# cores, so it is exported on its own and each of its tests carries an xdist group: one export, one worker.
-FP32_EXPORTS = [
-    ("bf16", TEXT, {}),
+# Tests that share an export share a test class: `make test` runs pytest-xdist with --dist loadscope, which keeps
+# a class on one worker, so each export happens once. The text encoder (36 layers) gets a class per recipe; the
+# VAE has no FP8 weights and no recipe changes it (test_the_vae_ignores_the_recipe), so it is exported with the
+# bf16 sets only.
+DIT_FP32_EXPORTS = [
     ("bf16", DITS_AND_VAE, {}),
-    ("fp8-wo", TEXT, {}),
-    ("fp8-wo", DITS_AND_VAE, {}),
-    ("fp8", DITS_AND_VAE, {}),
-    ("fp8", TEXT, {"quantize_text_encoder": True}),
+    ("fp8-wo", DITS, {}),
+    ("fp8", DITS, {}),
     ("fp8", ("dit_cond", "dit_cond_masked"), {"quantize_attention": True}),
 ]
-
-
-def text_group(recipe: str, dtype: str) -> pytest.MarkDecorator:
-    return pytest.mark.xdist_group(f"text-encoder-{recipe}-{dtype}")
-
-
-CASES = [
-    pytest.param(
-        recipe, graphs, graph, flags,
-        id=f"{recipe}-{graph}-{'-'.join(flags) or 'default'}",
-        marks=[text_group(recipe, "fp32")] if graphs == TEXT else [],
-    )
-    for recipe, graphs, flags in FP32_EXPORTS
+DIT_FP32_CASES = [
+    pytest.param(recipe, graphs, graph, flags, id=f"{recipe}-{graph}{'-' + '-'.join(flags) if flags else ''}")
+    for recipe, graphs, flags in DIT_FP32_EXPORTS
     for graph in graphs
-]  # fmt: skip
+]
 
 
 def _reference(checkpoint, calibration_file, recipe: str, graph: Graph, dtype: GraphDType, flags: dict):
@@ -69,10 +63,9 @@ def _relative(actual: np.ndarray, expected: np.ndarray) -> float:
     return float(np.linalg.norm(actual.astype(np.float64) - expected) / np.linalg.norm(expected))
 
 
-@pytest.mark.parametrize(("recipe", "graphs", "graph", "flags"), CASES)
-def test_fp32_graph_matches_fake_quant_reference(
-    checkpoint, calibration_file, exports, monkeypatch, recipe, graphs, graph, flags
-) -> None:
+def check_fp32_graph(checkpoint, calibration_file, exports, monkeypatch, recipe, graphs, graph, flags) -> None:
+    """The fp32 graph in ONNX Runtime against the float64 PyTorch module with the same fake quantization, at two
+    batch sizes, two text lengths and two image-token counts (FP8 rounding ties replayed; see onnx_support)."""
     folder = exports.get(recipe, "fp32", graphs, **flags)
     sidecar = json.loads((folder / f"{graph}.json").read_text())
     path = folder / f"{graph}.onnx"
@@ -95,66 +88,92 @@ def test_fp32_graph_matches_fake_quant_reference(
         assert error <= FP32_BOUND, f"{graph} {recipe} {sizes}: relative error {error:.2e}"
 
 
-@pytest.mark.parametrize("graph", ["dit_cond", "dit_uncond", "vae_decoder"])
-def test_fp16_graph_within_fp16_bounds(checkpoint, calibration_file, exports, graph) -> None:
-    folder = exports.get("fp8-wo", "fp16", DITS_AND_VAE)
-    sidecar = json.loads((folder / f"{graph}.json").read_text())
-    reference, _ = _reference(checkpoint, calibration_file, "fp8-wo", Graph(graph), GraphDType.FP16, {})
-    ort_session = session(folder / f"{graph}.onnx")
-    names = [spec["name"] for spec in sidecar["inputs"]]
-    for sizes in SIZES:
-        inputs = example_inputs(Graph(graph), checkpoint, torch.float16, sizes, seed=sizes.batch)
-        (result,) = ort_session.run(None, feeds(sidecar["inputs"], inputs))
-        # The DiT embeds 1e4·t, so rounding t to the compute dtype (which every reference does, spec §5.2) is
-        # part of the model in fp16: the float64 reference gets the same rounded t.
-        reference_inputs = [
-            t.half().double() if name == "timestep" else (t.double() if t.is_floating_point() else t)
-            for name, t in zip(names, inputs, strict=True)
+class TestTextEncoderFp32Bf16:
+    def test_matches_reference(self, checkpoint, calibration_file, exports, monkeypatch) -> None:
+        check_fp32_graph(checkpoint, calibration_file, exports, monkeypatch, "bf16", TEXT, "text_encoder", {})
+
+
+class TestTextEncoderFp32Fp8WeightOnly:
+    def test_matches_reference(self, checkpoint, calibration_file, exports, monkeypatch) -> None:
+        check_fp32_graph(checkpoint, calibration_file, exports, monkeypatch, "fp8-wo", TEXT, "text_encoder", {})
+
+
+class TestTextEncoderFp32Fp8Quantized:
+    """``--quantize-text-encoder``: the text encoder's GEMMs with activation Q/DQ too."""
+
+    def test_matches_reference(self, checkpoint, calibration_file, exports, monkeypatch) -> None:
+        flags = {"quantize_text_encoder": True}
+        check_fp32_graph(checkpoint, calibration_file, exports, monkeypatch, "fp8", TEXT, "text_encoder", flags)
+
+
+class TestDiTsFp32:
+    @pytest.mark.parametrize(("recipe", "graphs", "graph", "flags"), DIT_FP32_CASES)
+    def test_matches_reference(
+        self, checkpoint, calibration_file, exports, monkeypatch, recipe, graphs, graph, flags
+    ) -> None:
+        check_fp32_graph(checkpoint, calibration_file, exports, monkeypatch, recipe, graphs, graph, flags)
+
+    def test_sidecar_records_what_the_graph_is(self, exports, checkpoint) -> None:
+        folder = exports.get("fp8", "fp32", DITS)
+        sidecar = json.loads((folder / "dit_cond.json").read_text())
+        assert sidecar["recipe"] == "fp8" and sidecar["dtype"] == "fp32" and sidecar["opset"] == 21
+        assert sidecar["checkpoint"]["fingerprint"] == checkpoint.fingerprint(("transformer",))
+        assert sidecar["calibration"]["sha256"] == Calibration.load(exports.calibration).sha256
+        assert sidecar["quantization"]["activation_qdq"] == [
+            f"layers.{i}.{name}" for i in range(2) for name in ("attention.qkv", "attention.o", "feed_forward.w1",
+                                                                "feed_forward.w2", "feed_forward.w3")
+        ]  # fmt: skip
+        assert [(i["name"], i["shape"]) for i in sidecar["inputs"]] == [
+            ("latents", ["B", "N", 16]),
+            ("text_hidden", ["B", "T", 64]),
+            ("timestep", ["B"]),
+            ("rope_cos", ["T+N", 32]),
+            ("rope_sin", ["T+N", 32]),
         ]
-        with torch.no_grad():
-            expected = reference(*reference_inputs).double().numpy()
-        assert result.dtype == np.float32
-        error = _relative(result, expected)
-        assert 0 < error <= FP16_BOUND, f"{graph} {sizes}: relative error {error:.2e}"
+        assert sidecar["outputs"] == [{"name": "velocity", "dtype": "float32", "shape": ["B", "N", 16]}]
+        assert len(sidecar["rope"]["inv_freq"]) == 16
+        index = json.loads((folder / "export.json").read_text())
+        assert index == {"recipe": "fp8", "dtype": "fp32", "graphs": {g: f"{g}.json" for g in sorted(DITS)}}
+
+    def test_external_data_graph_runs_and_builds(self, tiny_dir: Path, exports, tmp_path: Path) -> None:
+        """Weights in a side file (as every full-size graph has them) load in ONNX Runtime and TensorRT-RTX."""
+        out = tmp_path / "external"
+        assert main(["export", "--model", str(tiny_dir), "--out", str(out), "--recipe", "fp8-wo", "--dtype", "fp32",
+                     "--components", "dit_uncond", "--external-data", "always"]) == 0  # fmt: skip
+        sidecar = json.loads((out / "dit_uncond.json").read_text())
+        assert sidecar["external_data"] == "dit_uncond.onnx.data"
+        assert (out / "dit_uncond.onnx.data").stat().st_size > (out / "dit_uncond.onnx").stat().st_size
+        inline = exports.get("fp8-wo", "fp32", DITS)
+        inputs = (torch.randn(1, 16, 16), torch.rand(1), torch.randn(16, 32), torch.randn(16, 32))
+        a = session(out / "dit_uncond.onnx").run(None, feeds(sidecar["inputs"], inputs))[0]
+        b = session(inline / "dit_uncond.onnx").run(None, feeds(sidecar["inputs"], inputs))[0]
+        np.testing.assert_array_equal(a, b)
+        build_engine(out / "dit_uncond.onnx", [profile_for(sidecar["inputs"], Bucket(256, 256))],
+                     BuildTarget(Flavor.TENSORRT_RTX, ("8.9",)))  # fmt: skip
 
 
-def test_fp8_wo_weights_are_the_release_weights_bit_for_bit(exports, tiny_dir) -> None:
-    """The bf16 fp8-wo DiT graph stores the release's E4M3 bytes and dequantizes, with its bf16 scale, to exactly
-    w.to(bf16) * scale.to(bf16)[:, None] (spec §8.2)."""
-    import ml_dtypes
-    import onnx
-    from onnx import numpy_helper
-
-    folder = exports.get("fp8-wo", "bf16", DITS_AND_VAE)
-    model = onnx.load(str(folder / "dit_cond.onnx"))
-    values = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    producers = {out: node for node in model.graph.node for out in node.output}
-    release = load_file(str(tiny_dir / "transformer" / "diffusion_pytorch_model.safetensors"))
-    checked = 0
-    for node in model.graph.node:
-        if node.op_type != "DequantizeLinear" or node.input[0] not in values:
-            continue
-        module = node.name.split("/")[0]
-        weight, scale = values[node.input[0]], values[node.input[1]]
-        assert weight.dtype == ml_dtypes.float8_e4m3fn and scale.dtype == ml_dtypes.bfloat16
-        stored = release[f"{module}.weight"]
-        assert np.array_equal(weight.view(np.uint8), stored.view(torch.uint8).numpy())  # the same bytes
-        dequantized = (weight.astype(np.float32) * scale.astype(np.float32)[:, None]).astype(ml_dtypes.bfloat16)
-        expected = stored.to(torch.bfloat16) * release[f"{module}.weight_scale"].to(torch.bfloat16)[:, None]
-        assert np.array_equal(dequantized.view(np.uint16), expected.view(torch.int16).numpy().view(np.uint16))
-        assert node.input[1] not in producers  # a stored scale, not computed
-        checked += 1
-    assert checked == 6 * 2 + 6  # every linear of the tiny DiT but the text projection (in the text encoder)
-
-
-def test_fp8_wo_weights_take_half_the_bytes(exports) -> None:
-    """One byte per weight instead of two (bf16): the DiTs' weight bytes halve, plus a little for the scales."""
-    bf16 = exports.get("bf16", "bf16", DITS_AND_VAE)
-    fp8 = exports.get("fp8-wo", "bf16", DITS_AND_VAE)
-    for graph in ("dit_cond", "dit_uncond"):
-        a = json.loads((bf16 / f"{graph}.json").read_text())
-        b = json.loads((fp8 / f"{graph}.json").read_text())
-        assert 0.5 <= b["weights_bytes"] / a["weights_bytes"] <= 0.6, graph
+class TestDiTsFp16:
+    @pytest.mark.parametrize("graph", ["dit_cond", "dit_uncond", "vae_decoder"])
+    def test_fp16_graph_within_fp16_bounds(self, checkpoint, calibration_file, exports, graph) -> None:
+        folder = exports.get("fp8-wo", "fp16", DITS_AND_VAE)
+        sidecar = json.loads((folder / f"{graph}.json").read_text())
+        reference, _ = _reference(checkpoint, calibration_file, "fp8-wo", Graph(graph), GraphDType.FP16, {})
+        ort_session = session(folder / f"{graph}.onnx")
+        names = [spec["name"] for spec in sidecar["inputs"]]
+        for sizes in SIZES:
+            inputs = example_inputs(Graph(graph), checkpoint, torch.float16, sizes, seed=sizes.batch)
+            (result,) = ort_session.run(None, feeds(sidecar["inputs"], inputs))
+            # The DiT embeds 1e4·t, so rounding t to the compute dtype (which every reference does, spec §5.2) is
+            # part of the model in fp16: the float64 reference gets the same rounded t.
+            reference_inputs = [
+                t.half().double() if name == "timestep" else (t.double() if t.is_floating_point() else t)
+                for name, t in zip(names, inputs, strict=True)
+            ]
+            with torch.no_grad():
+                expected = reference(*reference_inputs).double().numpy()
+            assert result.dtype == np.float32
+            error = _relative(result, expected)
+            assert 0 < error <= FP16_BOUND, f"{graph} {sizes}: relative error {error:.2e}"
 
 
 def test_fp8_wo_dit_file_is_half_when_weights_dominate(tmp_path) -> None:
@@ -176,27 +195,15 @@ def test_fp8_wo_dit_file_is_half_when_weights_dominate(tmp_path) -> None:
     assert 0.5 <= ratio <= 0.56, ratio
 
 
-def test_sidecar_records_what_the_graph_is(exports, checkpoint) -> None:
-    folder = exports.get("fp8", "fp32", DITS_AND_VAE)
-    sidecar = json.loads((folder / "dit_cond.json").read_text())
-    assert sidecar["recipe"] == "fp8" and sidecar["dtype"] == "fp32" and sidecar["opset"] == 21
-    assert sidecar["checkpoint"]["fingerprint"] == checkpoint.fingerprint(("transformer",))
-    assert sidecar["calibration"]["sha256"] == Calibration.load(exports.calibration).sha256
-    assert sidecar["quantization"]["activation_qdq"] == [
-        f"layers.{i}.{name}" for i in range(2) for name in ("attention.qkv", "attention.o", "feed_forward.w1",
-                                                            "feed_forward.w2", "feed_forward.w3")
-    ]  # fmt: skip
-    assert [(i["name"], i["shape"]) for i in sidecar["inputs"]] == [
-        ("latents", ["B", "N", 16]),
-        ("text_hidden", ["B", "T", 64]),
-        ("timestep", ["B"]),
-        ("rope_cos", ["T+N", 32]),
-        ("rope_sin", ["T+N", 32]),
-    ]
-    assert sidecar["outputs"] == [{"name": "velocity", "dtype": "float32", "shape": ["B", "N", 16]}]
-    assert len(sidecar["rope"]["inv_freq"]) == 16
-    index = json.loads((folder / "export.json").read_text())
-    assert index == {"recipe": "fp8", "dtype": "fp32", "graphs": {g: f"{g}.json" for g in sorted(DITS_AND_VAE)}}
+def test_the_vae_ignores_the_recipe(checkpoint) -> None:
+    """The release's VAE has no FP8 weights: every recipe exports the same VAE module, hence the same graph."""
+    from ideogram_trt.export.recipes import QuantPlan
+
+    modules = [build_module(checkpoint, Graph.VAE_DECODER, r, torch.bfloat16, QuantPlan(), None) for r in Recipe]
+    states = [m.state_dict() for m in modules]
+    assert all(s.keys() == states[0].keys() for s in states)
+    assert all(torch.equal(s[k], states[0][k]) for s in states for k in s)
+    assert {type(m.vae) for m in modules} == {type(modules[0].vae)}
 
 
 def test_text_encoder_stays_weight_only_under_fp8(checkpoint) -> None:

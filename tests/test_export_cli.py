@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-from onnx_support import feeds, session
 
 from ideogram_trt.cli import main
-from ideogram_trt.engines.tensorrt_adapter import BuildTarget, Flavor, build_engine
 
 
 def export_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -95,26 +90,6 @@ def test_failure_mid_export_leaves_nothing(tiny_dir: Path, tmp_path: Path, monke
                  "--dtype", "fp32", "--components", "dit_uncond,vae_decoder"]) == 2  # fmt: skip
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == []
-
-
-def test_external_data_graph_runs_and_builds(tiny_dir: Path, exports, tmp_path: Path) -> None:
-    """Weights in a side file (as every full-size graph has them) load in ONNX Runtime and TensorRT-RTX."""
-    out = tmp_path / "external"
-    assert main(["export", "--model", str(tiny_dir), "--out", str(out), "--recipe", "fp8-wo", "--dtype", "fp32",
-                 "--components", "dit_uncond", "--external-data", "always"]) == 0  # fmt: skip
-    sidecar = json.loads((out / "dit_uncond.json").read_text())
-    assert sidecar["external_data"] == "dit_uncond.onnx.data"
-    assert (out / "dit_uncond.onnx.data").stat().st_size > (out / "dit_uncond.onnx").stat().st_size
-    inline = exports.get("fp8-wo", "fp32", ("dit_cond", "dit_cond_masked", "dit_uncond", "vae_decoder"))
-    inputs = (torch.randn(1, 16, 16), torch.rand(1), torch.randn(16, 32), torch.randn(16, 32))
-    a = session(out / "dit_uncond.onnx").run(None, feeds(sidecar["inputs"], inputs))[0]
-    b = session(inline / "dit_uncond.onnx").run(None, feeds(sidecar["inputs"], inputs))[0]
-    np.testing.assert_array_equal(a, b)
-    from ideogram_trt.engines.buckets import Bucket
-    from ideogram_trt.engines.profiles import profile_for
-
-    build_engine(out / "dit_uncond.onnx", [profile_for(sidecar["inputs"], Bucket(256, 256))],
-                 BuildTarget(Flavor.TENSORRT_RTX, ("8.9",)))  # fmt: skip
 
 
 @pytest.mark.parametrize("flag", ["--help"])

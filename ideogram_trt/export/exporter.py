@@ -8,7 +8,6 @@ passed the lint, so a failed or interrupted export leaves no partial graph behin
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import shutil
@@ -29,11 +28,11 @@ from ideogram_trt.core.contracts import EngineContract
 from ideogram_trt.core.errors import IdeogramTrtError, InputError
 from ideogram_trt.core.progress import stage
 from ideogram_trt.export.calibration import Calibration
-from ideogram_trt.export.graphs import DEFAULT_GRAPHS, WRAPPERS, Graph, dynamic_shapes, example_inputs
+from ideogram_trt.export.graphs import DEFAULT_GRAPHS, WRAPPERS, Graph, dynamic_shapes, example_inputs, stack_for
 from ideogram_trt.export.lint import lint_file
-from ideogram_trt.export.qdq import ONNX_TRANSLATIONS
 from ideogram_trt.export.quant_modules import QuantAttention, QuantLinear, apply_plan
 from ideogram_trt.export.recipes import GraphDType, QuantPlan, Recipe, quant_plan
+from ideogram_trt.export.stitch import Piece, block_signature, rename_initializers, stitch, tidy, trace
 from ideogram_trt.model.build import dit_from_state, load_vae_decoder, text_encoder_from_state, text_encoder_state
 from ideogram_trt.model.checkpoint import TRANSFORMER, UNCONDITIONAL_TRANSFORMER, Checkpoint, open_checkpoint
 from ideogram_trt.model.dit import rope_inv_freq
@@ -122,22 +121,56 @@ def fold_small_constants(model: ir.Model) -> None:
     onnxscript.optimizer.remove_unused_nodes(model)
 
 
-def _tidy_nodes(model: ir.Model) -> None:
-    """Name each node after the module it came from (``layers.3.attention.qkv/QuantizeLinear_1``) and drop
-    the exporter's per-node metadata (stack traces: most of a small graph's bytes)."""
-    counts: dict[str, int] = {}
-    for node in model.graph:
-        scopes = node.metadata_props.get("pkg.torch.onnx.name_scopes")
-        module = ""
-        if scopes:
-            parts = [p for p in ast.literal_eval(scopes) if p]
-            # [wrapper attr, module paths..., op name]: the module path without the wrapper's attribute.
-            if len(parts) >= 2:
-                module = parts[-2].split(".", 1)[1] if "." in parts[-2] else ""
-        base = f"{module}/{node.op_type}" if module else node.op_type
-        counts[base] = counts.get(base, 0) + 1
-        node.name = f"{base}_{counts[base]}"
-        node.metadata_props.clear()
+def trace_graph(graph: Graph, module: nn.Module, inputs: tuple[torch.Tensor, ...], opset: int) -> ir.Model:
+    """Trace ``module`` (a ``WRAPPERS`` module) to ONNX: whole, or as prefix + one block per structure + suffix
+    stitched back together (deep graphs; see ``export.stitch``)."""
+    contract = graph.contract
+    stack = stack_for(graph, module, inputs)
+    if stack is None:
+        model = trace(Piece(module, inputs, contract.input_names, contract.output_names, dynamic_shapes(graph)), opset)
+        tidy(model.graph)
+        rename_initializers(model.graph, _wrapper_attr(module), "")
+        return model
+    with torch.no_grad():
+        carry = stack.prefix.module(*inputs)
+        after_block = []
+        h = carry[0]
+        for block in stack.blocks:
+            h = block(h, *carry[1:])
+            after_block.append(h)
+    prefix = trace(stack.prefix, opset)
+    tidy(prefix.graph)
+    rename_initializers(prefix.graph, _wrapper_attr(stack.prefix.module), "")
+    templates: dict[tuple, ir.Model] = {}
+    blocks = []
+    for index, block in enumerate(stack.blocks):
+        signature = block_signature(block)
+        if signature not in templates:
+            h_in = carry[0] if index == 0 else after_block[index - 1]
+            piece = Piece(block, (h_in, *carry[1:]), stack.block_inputs, ("h_out",), stack.block_shapes)
+            templates[signature] = trace(piece, opset)
+            tidy(templates[signature].graph)
+        blocks.append((templates[signature], next(iter(block.children())).state_dict()))
+    named = dict(zip(contract.input_names, inputs, strict=True))
+    suffix_inputs = tuple(
+        after_block[s] if isinstance(s, int) else (carry[1 + int(s[6:])] if s.startswith("extra:") else named[s])
+        for s in stack.suffix_sources
+    )
+    suffix_piece = Piece(
+        stack.suffix_module, suffix_inputs, stack.suffix_input_names, contract.output_names, stack.suffix_shapes
+    )
+    suffix = trace(suffix_piece, opset)
+    tidy(suffix.graph)
+    rename_initializers(suffix.graph, _wrapper_attr(stack.suffix_module), "")
+    return stitch(prefix, blocks, suffix, "block", stack.suffix_sources, stack.layer_name)
+
+
+def _wrapper_attr(module: nn.Module) -> str:
+    return next(iter(module._modules))
+
+
+def save_model(model: ir.Model, path: Path, external: bool) -> None:
+    ir.save(model, str(path), external_data=f"{path.name}.data" if external else None)
 
 
 def _initializer_bytes(model: ir.Model) -> int:
@@ -168,30 +201,18 @@ def export_graph(
         inputs = example_inputs(graph, checkpoint, dtype)
     contract = graph.contract
     start = time.perf_counter()
-    with stage(f"{graph.value}: tracing and converting to ONNX (opset {options.opset})", quiet), torch.no_grad():
-        program = torch.onnx.export(
-            module,
-            inputs,
-            dynamo=True,
-            opset_version=options.opset,
-            input_names=list(contract.input_names),
-            output_names=list(contract.output_names),
-            dynamic_shapes=dynamic_shapes(graph),
-            custom_translation_table=ONNX_TRANSLATIONS,
-            optimize=False,  # the optimizer costs minutes on deep graphs and could fold DequantizeLinear away
-            verbose=False,
-        )
-    fold_small_constants(program.model)
+    with stage(f"{graph.value}: tracing and converting to ONNX (opset {options.opset})", quiet):
+        model = trace_graph(graph, module, inputs, options.opset)
+    fold_small_constants(model)
     export_seconds = time.perf_counter() - start
-    _name_axes(program.model, contract)
-    _tidy_nodes(program.model)
+    _name_axes(model, contract)
     path = folder / f"{graph.value}.onnx"
-    weight_bytes = _initializer_bytes(program.model)
+    weight_bytes = _initializer_bytes(model)
     external = options.external_data is ExternalData.ALWAYS or (
         options.external_data is ExternalData.AUTO and weight_bytes > EXTERNAL_DATA_THRESHOLD
     )
     with stage(f"{graph.value}: writing {weight_bytes / 1e6:.1f} MB of weights", quiet):
-        program.save(str(path), external_data=external)
+        save_model(model, path, external)
     violations = lint_file(path)
     if violations:
         shown = "; ".join(str(v) for v in violations[:3])
@@ -217,8 +238,8 @@ def export_graph(
         if calibration is None or not plan.needs_calibration
         else {"sha256": calibration.sha256, "settings": calibration.settings},
         "quantization": _quantization_summary(inner),
-        "inputs": [_io_entry(v) for v in program.model.graph.inputs],
-        "outputs": [_io_entry(v) for v in program.model.graph.outputs],
+        "inputs": [_io_entry(v) for v in model.graph.inputs],
+        "outputs": [_io_entry(v) for v in model.graph.outputs],
         "weights_bytes": weight_bytes,
         "export_seconds": round(export_seconds, 2),
         "exporter": {"ideogram_trt": __version__, "torch": torch.__version__, "onnx_ir": ir.__version__},

@@ -14,7 +14,9 @@ from torch.export import Dim
 from ideogram_trt.core import contracts as io
 from ideogram_trt.core.contracts import Component, EngineContract
 from ideogram_trt.core.tokenization import MAX_TEXT_TOKENS
+from ideogram_trt.export.stitch import Piece
 from ideogram_trt.model.checkpoint import TRANSFORMER, UNCONDITIONAL_TRANSFORMER, Checkpoint
+from ideogram_trt.model.configs import TEXT_TAP_LAYERS as TEXT_TAPS
 
 # Dynamic-axis bounds: large enough for every bucket (N ≤ 128·128 at 2048², grid sides ≤ 128) and prompt.
 MAX_BATCH = 64
@@ -207,3 +209,130 @@ def _dynamic_axes(graph: Graph) -> dict[str, dict[int, object]]:
         shapes[io.TEXT_MASK] = {0: batch, 1: text}
         shapes[io.ROPE_COS] = shapes[io.ROPE_SIN] = {0: batch, 1: Dim.AUTO}
     return shapes
+
+
+# --- Deep graphs are exported as prefix + one traced block per structure + suffix (see export.stitch). -------
+
+
+class _DiTPrefix(nn.Module):
+    def __init__(self, dit: nn.Module, input_names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.dit = dit
+        self.input_names = input_names
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        named = dict(zip(self.input_names, inputs, strict=True))  # contract order → embed's keywords
+        return tuple(t for t in self.dit.embed(**named) if t is not None)
+
+
+class _DiTBlock(nn.Module):
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, h: torch.Tensor, adaln: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        cos, sin, key_mask = rest if len(rest) == 3 else (*rest, None)
+        return self.block(h, adaln, cos, sin, key_mask)
+
+
+class _DiTSuffix(nn.Module):
+    def __init__(self, dit: nn.Module) -> None:
+        super().__init__()
+        self.dit = dit
+
+    def forward(self, h: torch.Tensor, adaln: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        return self.dit.head(h, adaln, latents.shape[1])
+
+
+class _TextPrefix(nn.Module):
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.encoder.embed(input_ids, attention_mask)
+
+
+class _TextLayer(nn.Module):
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.block = layer
+
+    def forward(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.block(h, attention_mask=mask, position_embeddings=(cos, sin))
+
+
+class _TextSuffix(nn.Module):
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, *taps_and_mask: torch.Tensor) -> torch.Tensor:
+        *taps, attention_mask = taps_and_mask
+        return self.encoder.project(list(taps), attention_mask)
+
+
+@dataclass(frozen=True)
+class Stack:
+    """How one deep graph splits: the prefix piece, the blocks (each wrapped as ``block``), the suffix piece,
+    where the suffix's inputs come from, and the blocks' parameter-name prefix in the model."""
+
+    prefix: Piece
+    blocks: list[nn.Module]
+    block_inputs: tuple[str, ...]
+    block_shapes: dict[str, dict[int, object]]
+    suffix_module: nn.Module
+    suffix_input_names: tuple[str, ...]
+    suffix_shapes: dict[str, dict[int, object]]
+    suffix_sources: list[str | int]
+    layer_name: str
+
+
+def stack_for(graph: Graph, wrapped: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Stack | None:
+    """The split of ``graph`` (its wrapper module from ``WRAPPERS``), or None for graphs traced whole."""
+    batch = Dim("B", min=1, max=MAX_BATCH)
+    contract = graph.contract
+    prefix_shapes = dynamic_shapes(graph)
+    if graph is Graph.TEXT_ENCODER:
+        encoder = next(iter(wrapped.children()))
+        text = Dim("T", min=1, max=MAX_TEXT_TOKENS)
+        seq = {0: batch, 1: text}
+        taps = tuple(f"tap_{k}" for k in range(len(TEXT_TAPS)))
+        return Stack(
+            prefix=Piece(
+                _TextPrefix(encoder), inputs, contract.input_names, ("h", "cos", "sin", "mask"), prefix_shapes
+            ),
+            blocks=[_TextLayer(encoder.language_model.layers[i]) for i in range(max(TEXT_TAPS) + 1)],
+            block_inputs=("h", "cos", "sin", "mask"),
+            block_shapes={"h": seq, "cos": seq, "sin": seq, "mask": {0: batch, 2: text, 3: text}},
+            suffix_module=_TextSuffix(encoder),
+            suffix_input_names=(*taps, io.ATTENTION_MASK),
+            suffix_shapes={**{t: seq for t in taps}, io.ATTENTION_MASK: seq},
+            suffix_sources=[*TEXT_TAPS, io.ATTENTION_MASK],
+            layer_name="language_model.layers",
+        )
+    if graph in (Graph.DIT_COND, Graph.DIT_COND_MASKED, Graph.DIT_UNCOND):
+        dit = next(iter(wrapped.children()))
+        length = Dim("L", min=1, max=MAX_TEXT_TOKENS + MAX_IMAGE_TOKENS)
+        seq = {0: batch, 1: length}
+        masked = graph is Graph.DIT_COND_MASKED
+        rope = {0: batch, 1: length} if masked else {0: length}
+        block_inputs = ("h", "adaln", "cos", "sin", *(("key_mask",) if masked else ()))
+        block_shapes = {"h": seq, "adaln": {0: batch}, "cos": rope, "sin": rope}
+        if masked:
+            block_shapes["key_mask"] = {0: batch, 3: length}
+        tokens = Dim("N", min=1, max=MAX_IMAGE_TOKENS)
+        return Stack(
+            prefix=Piece(
+                _DiTPrefix(dit, contract.input_names), inputs, contract.input_names, block_inputs, prefix_shapes
+            ),
+            blocks=[_DiTBlock(block) for block in dit.layers],
+            block_inputs=block_inputs,
+            block_shapes=block_shapes,
+            suffix_module=_DiTSuffix(dit),
+            suffix_input_names=("h", "adaln", io.LATENTS),
+            suffix_shapes={"h": seq, "adaln": {0: batch}, io.LATENTS: {0: batch, 1: tokens}},
+            suffix_sources=[len(dit.layers) - 1, "extra:0", io.LATENTS],
+            layer_name="layers",
+        )
+    return None

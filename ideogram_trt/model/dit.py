@@ -186,18 +186,32 @@ class IdeogramDiT(nn.Module):
         text_hidden: torch.Tensor | None = None,
         text_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        h, adaln, cos, sin, key_mask = self.embed(latents, timestep, rope_cos, rope_sin, text_hidden, text_mask)
+        for block in self.layers:
+            h = block(h, adaln, cos, sin, key_mask)
+        return self.head(h, adaln, latents.shape[1])
+
+    def embed(
+        self,
+        latents: torch.Tensor,
+        timestep: torch.Tensor,
+        rope_cos: torch.Tensor,
+        rope_sin: torch.Tensor,
+        text_hidden: torch.Tensor | None = None,
+        text_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Everything before the blocks: the token sequence h, the modulation input, the RoPE tables as the
+        blocks broadcast them, and the key mask (None without text_mask)."""
         if self.conditional != (text_hidden is not None):
             raise ValueError("text_hidden is required by the conditional DiT and not accepted by the other")
         dtype = self.dtype
         h = self.input_proj(latents.to(dtype)) + self.embed_image_indicator.weight[1]
-        text_tokens = 0
         if text_hidden is not None:
-            text_tokens = text_hidden.shape[1]
             h = torch.cat([text_hidden.to(dtype) + self.embed_image_indicator.weight[0], h], dim=1)
 
         adaln = F.silu(self.adaln_proj(self.t_embedding(timestep.to(dtype)))).unsqueeze(1)  # [B, 1, A]
 
-        # [L, R] broadcasts over batch and heads as [1, L, 1, R]; per-row tables [B, L, R] as [B, L, 1, R].
+        # [L, R] broadcasts over batch and heads as [L, 1, R]; per-row tables [B, L, R] as [B, L, 1, R].
         cos = rope_cos.to(dtype).unsqueeze(-2)
         sin = rope_sin.to(dtype).unsqueeze(-2)
 
@@ -207,8 +221,9 @@ class IdeogramDiT(nn.Module):
                 raise ValueError("text_mask needs text_hidden")
             image_keys = torch.ones((latents.shape[0], latents.shape[1]), dtype=torch.bool, device=latents.device)
             key_mask = torch.cat([text_mask.to(torch.bool), image_keys], dim=1)[:, None, None, :]
+        return h, adaln, cos, sin, key_mask
 
-        for block in self.layers:
-            h = block(h, adaln, cos, sin, key_mask)
-        out = self.final_layer(h[:, text_tokens:], adaln)
+    def head(self, h: torch.Tensor, adaln: torch.Tensor, image_tokens: int) -> torch.Tensor:
+        """The final layer on the image rows (the last ``image_tokens``), as fp32 velocity."""
+        out = self.final_layer(h[:, h.shape[1] - image_tokens :], adaln)
         return out.to(torch.float32)

@@ -38,32 +38,51 @@ class TextEncoder(nn.Module):
         rotary = type(self.language_model.rotary_emb)(self.language_model.config)
         self.language_model.rotary_emb = rotary.to(self.llm_cond_proj.weight.device)
 
-    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """The interleaved tap features [B, T, 13·hidden] (channel c = h·13 + k), zero on pads."""
+    def embed(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Token embeddings, the rotary tables and the [B, 1, T, T] attention mask the decoder layers take."""
         lm = self.language_model
         valid = attention_mask.to(torch.bool)
         h = lm.embed_tokens(input_ids.to(torch.int64))
         # Positions 0..n-1 on real tokens, 0 on the left pads (as diffusers builds them; spec §3.2).
         positions = (torch.cumsum(attention_mask.to(torch.int64), dim=-1) - 1).clamp(min=0)
         cos, sin = lm.rotary_emb(h, positions.unsqueeze(0).expand(3, -1, -1))
-
-        length = input_ids.shape[1]
-        index = torch.arange(length, device=input_ids.device)
+        index = torch.arange(input_ids.shape[1], device=input_ids.device)
         causal = index[None, :] <= index[:, None]
         diagonal = index[None, :] == index[:, None]
-        mask = (causal[None] & valid[:, None, :]) | diagonal[None]
-        mask = mask[:, None]  # [B, 1, T, T]
+        mask = ((causal[None] & valid[:, None, :]) | diagonal[None])[:, None]  # [B, 1, T, T]
+        return h, cos, sin, mask
 
-        taps = []
-        last_tap = max(TEXT_TAP_LAYERS)
-        for layer_index, layer in enumerate(lm.layers[: last_tap + 1]):
-            h = layer(h, attention_mask=mask, position_ids=positions, position_embeddings=(cos, sin))
-            if layer_index in TEXT_TAP_LAYERS:
-                taps.append(h)
-        features = torch.stack(taps, dim=-1).flatten(-2)  # [B, T, hidden, 13] → interleaved
-        return features * valid.unsqueeze(-1).to(features.dtype)
+    def layer(
+        self, index: int, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        return self.language_model.layers[index](h, attention_mask=mask, position_embeddings=(cos, sin))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        features = self.features(input_ids, attention_mask)
+    def project(self, taps: list[torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
+        """Interleave the 13 taps (channel c = h·13 + k), zero the pads, then llm_cond_norm + llm_cond_proj."""
+        features = self.interleave(taps, attention_mask)
         hidden = self.llm_cond_proj(self.llm_cond_norm(features))
         return hidden * attention_mask.unsqueeze(-1).to(hidden.dtype)
+
+    @staticmethod
+    def interleave(taps: list[torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
+        features = torch.stack(taps, dim=-1).flatten(-2)  # [B, T, hidden, 13] → [B, T, 13·hidden]
+        return features * attention_mask.unsqueeze(-1).to(features.dtype)
+
+    def run_layers(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
+        """The outputs of the tapped decoder layers (spec §3.3); layers after the last tap never run."""
+        h, cos, sin, mask = self.embed(input_ids, attention_mask)
+        taps = []
+        for index in range(max(TEXT_TAP_LAYERS) + 1):
+            h = self.layer(index, h, cos, sin, mask)
+            if index in TEXT_TAP_LAYERS:
+                taps.append(h)
+        return taps
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The interleaved tap features [B, T, 13·hidden], zero on pads (what diffusers feeds the DiT)."""
+        return self.interleave(self.run_layers(input_ids, attention_mask), attention_mask)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.project(self.run_layers(input_ids, attention_mask), attention_mask)
