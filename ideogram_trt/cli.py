@@ -154,6 +154,53 @@ def _lint(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _build_engines(args: argparse.Namespace) -> int:
+    from ideogram_trt.engines.buckets import parse_buckets
+    from ideogram_trt.engines.builder import BuildRequest, build_engine_set
+    from ideogram_trt.engines.report import print_report
+
+    request = BuildRequest(
+        out=args.out,
+        recipe=args.recipe,
+        buckets=parse_buckets(args.buckets),
+        model=args.model,
+        onnx=args.onnx,
+        flavor=args.flavor,
+        dtype=args.dtype,
+        calibration=args.calibration,
+        compute_capabilities=tuple(c for cc in args.compute_capability for c in cc.split(",") if c),
+        per_bucket=args.per_bucket,
+        max_batch=args.max_batch,
+        max_text_tokens=args.max_text_tokens,
+        timing_cache=args.timing_cache,
+        optimization_level=args.opt_level,
+        components=tuple(c.strip() for c in args.components.split(",") if c.strip()),
+        quantize_attention=args.quantize_attention,
+        quantize_text_encoder=args.quantize_text_encoder,
+    )
+    outcome = build_engine_set(request)
+    print_report(outcome.manifest)
+    rebuilt = ", ".join(outcome.built) or "nothing"
+    print(f"engine set written to {args.out} (built: {rebuilt}; up to date: {len(outcome.reused)})")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from ideogram_trt.core.manifest import Manifest, RuntimeEnv, check_engine_set
+    from ideogram_trt.engines.report import print_report
+
+    manifest = Manifest.load(args.engines)
+    print_report(manifest)
+    problems = check_engine_set(args.engines, manifest, RuntimeEnv.detect())
+    if problems:
+        print("this engine set cannot run on this machine:")
+        for problem in problems:
+            print(f"  - {problem}")
+        return 1
+    print("engine set OK for this machine")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ideogram-trt",
@@ -257,6 +304,46 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     cal.add_argument("--overwrite", action="store_true")
     cal.set_defaults(handler=_calibrate)
+
+    build = sub.add_parser(
+        "build-engines",
+        help="build TensorRT engines (one optimization profile per resolution bucket) and their manifest",
+        description=(
+            "Export what is missing, then build one plan per component with one optimization profile per "
+            "resolution bucket (or one plan per bucket with --per-bucket), and write manifest.json. Rebuilds only "
+            "what changed; an interrupted build leaves the previous engine set intact. --flavor onnxruntime "
+            "writes the same manifest over the ONNX graphs (fp32 by default)."
+        ),
+    )
+    source = build.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, metavar="DIR", help="checkpoint folder (exports into OUT/onnx)")
+    source.add_argument("--onnx", type=Path, metavar="DIR", help="an existing `ideogram-trt export` folder")
+    build.add_argument("--out", type=Path, required=True, metavar="DIR", help="engine set folder")
+    build.add_argument("--recipe", default="fp8", help="bf16 | fp8-wo | fp8 (default fp8)")
+    build.add_argument("--buckets", default="1024x1024", help="names or HxW, comma-separated; 'all'; or @FILE")
+    build.add_argument("--flavor", default="auto", help="auto | tensorrt | tensorrt-rtx | onnxruntime")
+    build.add_argument("--dtype", help="graph dtype (default bf16 for TensorRT, fp32 for onnxruntime)")
+    build.add_argument("--calibration", type=Path, metavar="FILE", help="calibration file (fp8 recipe)")
+    build.add_argument(
+        "--compute-capability", action="append", default=[], metavar="CC", help="TensorRT-RTX targets, e.g. 8.9,12.0"
+    )
+    build.add_argument("--per-bucket", action="store_true", help="one plan per bucket instead of one profile each")
+    build.add_argument("--max-batch", type=int, default=4, help="largest batch the profiles admit (default 4)")
+    build.add_argument("--max-text-tokens", type=int, default=2048, help="longest prompt in tokens (default 2048)")
+    build.add_argument("--timing-cache", type=Path, metavar="FILE", help="TensorRT timing cache (default per GPU)")
+    build.add_argument("--opt-level", type=int, help="TensorRT builder optimization level (0-5)")
+    build.add_argument("--components", default=",".join(("text_encoder", "dit_cond", "dit_uncond", "vae_decoder")))
+    build.add_argument("--quantize-attention", action="store_true", help="FP8 attention (with --recipe fp8)")
+    build.add_argument("--quantize-text-encoder", action="store_true", help="activation Q/DQ in the text encoder")
+    build.set_defaults(handler=_build_engines)
+
+    inspect = sub.add_parser(
+        "inspect",
+        help="show an engine set's manifest and check it against this machine",
+        description="Print the manifest as a table and check it against the installed TensorRT and visible GPUs.",
+    )
+    inspect.add_argument("engines", type=Path, metavar="DIR")
+    inspect.set_defaults(handler=_inspect)
 
     lint = sub.add_parser("lint", help="check ONNX graphs against our FP8 rules", description=_lint_doc())
     lint.add_argument("graphs", type=Path, nargs="+", metavar="GRAPH")

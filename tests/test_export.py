@@ -12,7 +12,7 @@ import torch
 from onnx_support import activation_qdq_outputs, feeds, replayed, session
 
 from ideogram_trt.cli import main
-from ideogram_trt.engines.buckets import Bucket
+from ideogram_trt.core.buckets import Bucket
 from ideogram_trt.engines.profiles import profile_for
 from ideogram_trt.engines.tensorrt_adapter import BuildTarget, Flavor, build_engine
 from ideogram_trt.export.calibration import Calibration

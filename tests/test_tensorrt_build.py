@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ideogram_trt.engines.buckets import Bucket
+from ideogram_trt.core.buckets import Bucket
 from ideogram_trt.engines.profiles import AxisRange, ProfileRanges, profile_for
 from ideogram_trt.engines.tensorrt_adapter import BuildTarget, EngineBuildError, Flavor, build_engine
 

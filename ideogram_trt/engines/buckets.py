@@ -1,38 +1,58 @@
-"""Resolution buckets (DESIGN.md §6): named (height, width) pairs, validated as Ideogram 4 accepts them."""
+"""The default bucket table and how users name buckets (``--buckets``): table names or ``HEIGHTxWIDTH``,
+comma-separated, or a file with one per line."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pathlib import Path
 
-from ideogram_trt.core.contracts import PIXELS_PER_TOKEN
+from ideogram_trt.core.buckets import Bucket
 from ideogram_trt.core.errors import InputError
 
-MIN_SIDE, MAX_SIDE, MAX_ASPECT = 256, 2048, 6.0  # spec §5.6
+# The 1024² family, then the sizes spec §5.6 lists (named by their size).
+DEFAULT_BUCKETS: dict[str, Bucket] = {
+    b.name: b
+    for b in (
+        Bucket(1024, 1024),
+        Bucket(1152, 896),
+        Bucket(896, 1152),
+        Bucket(1216, 832),
+        Bucket(832, 1216),
+        Bucket(1344, 768),
+        Bucket(768, 1344),
+        Bucket(1536, 640),
+        Bucket(640, 1536),
+        Bucket(1536, 1024),
+        Bucket(1024, 1536),
+        Bucket(1920, 1088),
+        Bucket(2048, 768),
+        Bucket(1024, 1792),
+        Bucket(2048, 2048),
+        Bucket(512, 512),
+    )
+}
+ALIASES = {"square": "1024x1024", "default": "1024x1024"}
 
 
-@dataclass(frozen=True)
-class Bucket:
-    height: int
-    width: int
-
-    def __post_init__(self) -> None:
-        for side, value in (("height", self.height), ("width", self.width)):
-            if value % PIXELS_PER_TOKEN:
-                raise InputError(f"{self.name}: {side} {value} is not a multiple of {PIXELS_PER_TOKEN}")
-            if not MIN_SIDE <= value <= MAX_SIDE:
-                raise InputError(f"{self.name}: {side} {value} is outside {MIN_SIDE}..{MAX_SIDE}")
-        if max(self.height, self.width) / min(self.height, self.width) > MAX_ASPECT:
-            raise InputError(f"{self.name}: aspect ratio above {MAX_ASPECT:g}:1")
-
-    @property
-    def name(self) -> str:
-        return f"{self.height}x{self.width}"
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        return self.height // PIXELS_PER_TOKEN, self.width // PIXELS_PER_TOKEN
-
-    @property
-    def tokens(self) -> int:
-        grid_h, grid_w = self.grid
-        return grid_h * grid_w
+def parse_buckets(spec: str) -> list[Bucket]:
+    """``spec``: comma-separated names/sizes, ``@FILE`` for a file, or ``all`` for the whole default table."""
+    spec = spec.strip()
+    if spec == "all":
+        return list(DEFAULT_BUCKETS.values())
+    if spec.startswith("@"):
+        path = Path(spec[1:])
+        if not path.is_file():
+            raise InputError(f"{path}: bucket file not found")
+        items = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+    else:
+        items = spec.split(",")
+    buckets: list[Bucket] = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        bucket = DEFAULT_BUCKETS.get(ALIASES.get(item, item)) or Bucket.parse(item)
+        if bucket in buckets:
+            raise InputError(f"bucket {bucket.name} is listed twice")
+        buckets.append(bucket)
+    if not buckets:
+        raise InputError("no buckets given: e.g. --buckets 1024x1024,768x1344 (or 'all' for the default table)")
+    return buckets

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ideogram_trt.engines.buckets import Bucket
+from ideogram_trt.core.buckets import Bucket
 from ideogram_trt.engines.tensorrt_adapter import Profile, ShapeRange
 
 

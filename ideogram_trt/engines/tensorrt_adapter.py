@@ -2,30 +2,27 @@
 
 Both parse ONNX into a strongly typed network (precision comes from the graph's types and Q/DQ, not from
 builder flags) and build a serialized plan with one optimization profile per shape range. TensorRT-RTX also
-builds ahead of time for named compute capabilities, which is how the plans are built on GPU-less machines;
-neither flavor can *run* a plan here.
+builds ahead of time for named compute capabilities — how plans are built on machines without a GPU; neither
+flavor can run a plan here. The code is typed against the datacenter API (``tensorrt-stubs``, checked by mypy
+in ``make test``); TensorRT-RTX mirrors it, and its extra calls go through ``Any``.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import threading
 import time
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ideogram_trt.core.errors import IdeogramTrtError
+from ideogram_trt.core.manifest import Flavor
 
-
-class Flavor(str, Enum):
-    TENSORRT = "tensorrt"
-    TENSORRT_RTX = "tensorrt-rtx"
-
-    @property
-    def module_name(self) -> str:
-        return {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}[self.value]
+if TYPE_CHECKING:
+    import tensorrt as trt
 
 
 class EngineBuildError(IdeogramTrtError):
@@ -56,88 +53,137 @@ class BuildResult:
     plan: bytes
     seconds: float
     version: str
+    peak_host_memory_bytes: int
     warnings: list[str] = field(default_factory=list)
 
 
+INSTALL_HINTS = {
+    Flavor.TENSORRT_RTX: "pip install tensorrt-rtx-cu13",
+    Flavor.TENSORRT: "install TensorRT from NVIDIA's package index (pip install tensorrt)",
+}
+
+
 def load_tensorrt(flavor: Flavor) -> ModuleType:
+    """Import the flavor's module, refusing stubs-only or broken installs with the install hint."""
+    if not flavor.is_tensorrt:
+        raise EngineBuildError(f"{flavor.value} builds no TensorRT plans")
     try:
-        return importlib.import_module(flavor.module_name)
-    except ImportError as exc:
-        hint = {
-            Flavor.TENSORRT_RTX: "pip install tensorrt-rtx-cu13",
-            Flavor.TENSORRT: "install TensorRT from NVIDIA's package index (pip install tensorrt)",
-        }[flavor]
-        raise EngineBuildError(f"{flavor.value} is not importable ({exc}): {hint}") from exc
+        module = importlib.import_module(flavor.module_name)
+    except Exception as exc:
+        raise EngineBuildError(f"{flavor.value} is not importable ({exc}): {INSTALL_HINTS[flavor]}") from exc
+    if not hasattr(module, "Builder"):  # e.g. a type-stub package's bare directory, importable as a namespace
+        raise EngineBuildError(f"{flavor.value} is not importable (no Builder in it): {INSTALL_HINTS[flavor]}")
+    return module
 
 
-def _compute_capability(trt: ModuleType, text: str) -> Any:
-    name = "SM" + text.replace(".", "")
-    value = getattr(trt.ComputeCapability, name, None)
+class _PeakMemory:
+    """Samples this process's resident memory while a build runs (TensorRT allocates outside Python)."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.peak = 0
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def resident_bytes() -> int:
+        try:
+            with open(f"/proc/{os.getpid()}/statm") as handle:
+                return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.resident_bytes())
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> _PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.resident_bytes())
+
+
+def _compute_capability(module: Any, text: str) -> Any:
+    value = getattr(module.ComputeCapability, "SM" + text.replace(".", ""), None)
     if value is None:
-        known = ", ".join(n[2:-1] + "." + n[-1] for n in dir(trt.ComputeCapability) if n.startswith("SM"))
-        raise EngineBuildError(f"compute capability {text} is not a TensorRT-RTX target (known: {known})")
+        known = ", ".join(n[2:-1] + "." + n[-1] for n in dir(module.ComputeCapability) if n.startswith("SM"))
+        raise EngineBuildError(
+            f"compute capability {text} is not a {Flavor.TENSORRT_RTX.value} target (known: {known})"
+        )
     return value
 
 
-def _collecting_logger(trt: ModuleType, sink: list[tuple[Any, str]]) -> Any:
-    class Collecting(trt.ILogger):  # type: ignore[name-defined,misc]
+def _collecting_logger(module: Any, sink: list[tuple[Any, str]]) -> trt.ILogger:
+    class Collecting(module.ILogger):  # type: ignore[misc]
         def __init__(self) -> None:
-            trt.ILogger.__init__(self)
+            module.ILogger.__init__(self)
 
         def log(self, severity: Any, msg: str) -> None:
             sink.append((severity, msg))
 
-    return Collecting()
+    logger: trt.ILogger = Collecting()
+    return logger
 
 
 def build_engine(onnx_path: Path, profiles: list[Profile], target: BuildTarget) -> BuildResult:
     """Parse ``onnx_path`` (external data resolved next to it) and build a plan with ``profiles``."""
-    trt = load_tensorrt(target.flavor)
+    module: Any = load_tensorrt(target.flavor)
     messages: list[tuple[Any, str]] = []
-    logger = _collecting_logger(trt, messages)
+    logger = _collecting_logger(module, messages)
     start = time.perf_counter()
-    builder = trt.Builder(logger)
-    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise EngineBuildError(
-            f"{onnx_path}: TensorRT cannot parse the graph: {'; '.join(errors) or _errors(messages, trt)}"
-        )
-    config = builder.create_builder_config()
-    if target.compute_capabilities:
-        if target.flavor is not Flavor.TENSORRT_RTX:
-            raise EngineBuildError("--compute-capability targets need the tensorrt-rtx flavor")
-        config.num_compute_capabilities = len(target.compute_capabilities)
-        for index, cc in enumerate(target.compute_capabilities):
-            config.set_compute_capability(_compute_capability(trt, cc), index)
-    if target.optimization_level is not None:
-        config.builder_optimization_level = target.optimization_level
-    cache = None
-    if target.timing_cache is not None:
-        blob = target.timing_cache.read_bytes() if target.timing_cache.is_file() else b""
-        cache = config.create_timing_cache(blob)
-        config.set_timing_cache(cache, ignore_mismatch=False)
-    inputs = {network.get_input(i).name for i in range(network.num_inputs)}
-    for profile_shapes in profiles:
-        missing = inputs - set(profile_shapes)
-        if missing:
-            raise EngineBuildError(f"{onnx_path}: the profile has no shape range for {sorted(missing)}")
-        profile = builder.create_optimization_profile()
-        for name, shape in profile_shapes.items():
-            profile.set_shape(name, shape.min, shape.opt, shape.max)
-        config.add_optimization_profile(profile)
-    plan = builder.build_serialized_network(network, config)
+    with _PeakMemory() as memory:
+        builder: trt.Builder = module.Builder(logger)
+        flag = 1 << int(module.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        network: trt.INetworkDefinition = builder.create_network(flag)
+        parser: trt.OnnxParser = module.OnnxParser(network, logger)
+        if not parser.parse_from_file(str(onnx_path)):
+            errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+            detail = "; ".join(errors) or _errors(messages, module)
+            raise EngineBuildError(f"{onnx_path}: TensorRT cannot parse the graph: {detail}")
+        config: trt.IBuilderConfig = builder.create_builder_config()
+        if target.compute_capabilities:
+            if target.flavor is not Flavor.TENSORRT_RTX:
+                raise EngineBuildError("compute-capability targets need --flavor tensorrt-rtx")
+            rtx_config: Any = config
+            rtx_config.num_compute_capabilities = len(target.compute_capabilities)
+            for index, cc in enumerate(target.compute_capabilities):
+                rtx_config.set_compute_capability(_compute_capability(module, cc), index)
+        if target.optimization_level is not None:
+            config.builder_optimization_level = target.optimization_level
+        cache: trt.ITimingCache | None = None
+        if target.timing_cache is not None:
+            blob = target.timing_cache.read_bytes() if target.timing_cache.is_file() else b""
+            cache = config.create_timing_cache(blob)
+            config.set_timing_cache(cache, ignore_mismatch=False)
+        inputs = {network.get_input(i).name for i in range(network.num_inputs)}
+        for profile_shapes in profiles:
+            missing = inputs - set(profile_shapes)
+            if missing:
+                raise EngineBuildError(f"{onnx_path}: the profile has no shape range for {sorted(missing)}")
+            profile: trt.IOptimizationProfile = builder.create_optimization_profile()
+            for name, shape in profile_shapes.items():
+                # The stubs type the shapes as Dims; the bindings take tuples too.
+                profile.set_shape(name, shape.min, shape.opt, shape.max)  # type: ignore[arg-type]
+            config.add_optimization_profile(profile)
+        plan = builder.build_serialized_network(network, config)
     if plan is None:
-        raise EngineBuildError(f"{onnx_path}: TensorRT could not build the engine: {_errors(messages, trt)}")
+        raise EngineBuildError(f"{onnx_path}: TensorRT could not build the engine: {_errors(messages, module)}")
     if cache is not None and target.timing_cache is not None:
-        target.timing_cache.write_bytes(bytes(cache.serialize()))
-    warnings = [m for s, m in messages if s == trt.ILogger.Severity.WARNING]
-    return BuildResult(bytes(plan), time.perf_counter() - start, trt.__version__, warnings)
+        target.timing_cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.timing_cache.with_name(f".{target.timing_cache.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(bytes(cache.serialize()))
+        os.replace(tmp, target.timing_cache)
+    warnings = [m for s, m in messages if s == module.ILogger.Severity.WARNING]
+    return BuildResult(bytes(plan), time.perf_counter() - start, str(module.__version__), memory.peak, warnings)
 
 
-def _errors(messages: list[tuple[Any, str]], trt: ModuleType) -> str:
-    bad = {trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR}
+def _errors(messages: list[tuple[Any, str]], module: Any) -> str:
+    bad = {module.ILogger.Severity.ERROR, module.ILogger.Severity.INTERNAL_ERROR}
     # TensorRT-RTX appends "cudaError 35: CUDA driver version is insufficient" to every error on a GPU-less
     # machine (feasibility.md §3); it says nothing about the graph.
     found = [m for s, m in messages if s in bad and "cudaError 35" not in m]

@@ -8,7 +8,6 @@ passed the lint, so a failed or interrupted export leaves no partial graph behin
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -25,6 +24,7 @@ from torch import nn
 
 from ideogram_trt import __version__
 from ideogram_trt.core.contracts import EngineContract
+from ideogram_trt.core.digest import file_digest
 from ideogram_trt.core.errors import IdeogramTrtError, InputError
 from ideogram_trt.core.progress import stage
 from ideogram_trt.export.calibration import Calibration
@@ -39,6 +39,7 @@ from ideogram_trt.model.dit import rope_inv_freq
 
 SIDECAR_FORMAT = 1
 INDEX_FILE = "export.json"
+TOKENIZER_DIR = "tokenizer"
 DEFAULT_OPSET = 21
 # protobuf refuses messages of 2 GiB; stay clear of it.
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
@@ -243,7 +244,12 @@ def export_graph(
         "weights_bytes": weight_bytes,
         "export_seconds": round(export_seconds, 2),
         "exporter": {"ideogram_trt": __version__, "torch": torch.__version__, "onnx_ir": ir.__version__},
-        "file_sha256": _sha256(path),
+        "options": {
+            "quantize_attention": plan.quantize_attention,
+            "quantize_text_encoder": options.quantize_text_encoder,
+            "excluded": list(options.excluded),
+        },
+        "file_sha256": file_digest(path),
     }
     if graph in (Graph.DIT_COND, Graph.DIT_COND_MASKED, Graph.DIT_UNCOND):
         config = checkpoint.dit_config(UNCONDITIONAL_TRANSFORMER if graph is Graph.DIT_UNCOND else TRANSFORMER)
@@ -260,14 +266,6 @@ def _io_entry(value: ir.Value) -> dict[str, Any]:
     assert value.shape is not None and value.dtype is not None
     dims = [d if isinstance(d, int) else str(d) for d in value.shape]
     return {"name": value.name, "dtype": str(value.dtype.numpy()), "shape": dims}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 24):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_output_dir(out: Path, options: ExportOptions) -> None:
@@ -325,11 +323,14 @@ def export(checkpoint_dir: Path, out: Path, options: ExportOptions, quiet: bool 
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         exported = [export_graph(checkpoint, g, options, calibration, staging, quiet) for g in options.graphs]
+        if Graph.TEXT_ENCODER in options.graphs:  # the runtime tokenizes with the checkpoint's own files
+            shutil.copytree(checkpoint.tokenizer_dir, staging / TOKENIZER_DIR)
+            shutil.rmtree(out / TOKENIZER_DIR, ignore_errors=True)
         out.mkdir(exist_ok=True)
         for e in exported:  # a re-export may drop external data the previous one had
             (out / f"{e.path.name}.data").unlink(missing_ok=True)
         for item in staging.iterdir():
-            item.replace(out / item.name)
+            item.rename(out / item.name)
         index_path = out / INDEX_FILE
         graphs = json.loads(index_path.read_text())["graphs"] if index_path.is_file() else {}
         graphs.update({e.graph.value: f"{e.graph.value}.json" for e in exported})

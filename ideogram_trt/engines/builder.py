@@ -1,0 +1,454 @@
+"""``build-engines``: export what is missing, build what changed, and commit the engine set atomically.
+
+Layout of an engine set::
+
+    manifest.json              written last, atomically: it names every file below
+    plans/<engine>.<key>.plan  TensorRT plans, content-addressed by their build key
+    graphs/<engine>.<key>.onnx ONNX Runtime flavor: the graphs themselves (+ .data)
+    tokenizer.<hash>/          the checkpoint's tokenizer (the runtime tokenizes with it)
+    onnx/                      the export the plans were built from (a cache: delete it to save space)
+    timing-cache/              one TensorRT timing cache per flavor and GPU target
+
+A plan's file name carries its key, so a new build never overwrites a file the current manifest names: an
+interrupted build leaves the previous engine set intact, and its partial files are unreferenced temporaries
+(removed by the next run). Entries whose key did not change are reused, not rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ideogram_trt import __version__
+from ideogram_trt.core.buckets import Bucket
+from ideogram_trt.core.digest import file_digest, json_digest
+from ideogram_trt.core.errors import InputError
+from ideogram_trt.core.manifest import (
+    MANIFEST_FILE,
+    BuildReport,
+    EngineEntry,
+    EngineSetError,
+    Flavor,
+    Manifest,
+    ProfileEntry,
+    RuntimeEnv,
+    ShapeRangeEntry,
+)
+from ideogram_trt.core.progress import StepBar, console
+from ideogram_trt.engines.profiles import AxisRange, ProfileRanges, profile_for
+from ideogram_trt.engines.targets import Target, resolve_flavor, resolve_target
+from ideogram_trt.engines.tensorrt_adapter import BuildTarget, Profile, build_engine
+
+PLAN_FORMAT = 1  # bump when the way plans are built changes, so every key changes
+COMPONENTS = ("text_encoder", "dit_cond", "dit_uncond", "vae_decoder")
+PER_BUCKET_GRAPHS = ("dit_cond", "dit_cond_masked", "dit_uncond", "vae_decoder")
+DEFAULT_DTYPE = {Flavor.TENSORRT: "bf16", Flavor.TENSORRT_RTX: "bf16", Flavor.ONNXRUNTIME: "fp32"}
+TYPICAL_PROMPT_TOKENS = 512  # JSON captions run a few hundred tokens: the profiles' optimum
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    out: Path
+    recipe: str
+    buckets: list[Bucket]
+    model: Path | None = None
+    onnx: Path | None = None
+    flavor: str = "auto"
+    dtype: str | None = None
+    calibration: Path | None = None
+    compute_capabilities: tuple[str, ...] = ()
+    per_bucket: bool = False
+    max_batch: int = 4
+    max_text_tokens: int = 2048
+    timing_cache: Path | None = None
+    optimization_level: int | None = None
+    components: tuple[str, ...] = COMPONENTS
+    quantize_attention: bool = False
+    quantize_text_encoder: bool = False
+
+
+@dataclass
+class EngineSpec:
+    """One engine to build: a graph and the buckets its profiles cover."""
+
+    name: str
+    graph: str
+    buckets: list[Bucket]  # empty: bucket-independent (text encoder)
+    sidecar: dict[str, Any] = field(default_factory=dict)
+    onnx: Path = Path()
+    profiles: list[tuple[Bucket | None, Profile]] = field(default_factory=list)
+    key: str = ""
+
+
+@dataclass
+class BuildOutcome:
+    manifest: Manifest
+    built: list[str]
+    reused: list[str]
+
+
+def _validate(request: BuildRequest) -> None:
+    if (request.model is None) == (request.onnx is None):
+        raise InputError("give exactly one of --model DIR (a checkpoint) or --onnx DIR (an export)")
+    if request.max_batch < 1 or request.max_text_tokens < 1:
+        raise InputError("--max-batch and --max-text-tokens must be at least 1")
+    unknown = [c for c in request.components if c not in (*COMPONENTS, "dit_cond_masked")]
+    if unknown:
+        raise InputError(f"unknown component(s) {unknown}: use {', '.join((*COMPONENTS, 'dit_cond_masked'))}")
+    if not request.buckets:
+        raise InputError("no buckets: pass --buckets, e.g. 1024x1024,768x1344")
+
+
+def _existing_manifest(out: Path) -> Manifest | None:
+    if not (out / MANIFEST_FILE).is_file():
+        if out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
+            raise InputError(f"{out}: exists and is not an engine set (no {MANIFEST_FILE}); choose a new directory")
+        return None
+    try:
+        return Manifest.load(out)
+    except EngineSetError:
+        return None  # an unreadable old manifest: everything gets rebuilt
+
+
+def _prepare_export(request: BuildRequest, dtype: str) -> Path:
+    """The export to build from: the given one, or ``OUT/onnx`` brought up to date with the checkpoint."""
+    needed = list(request.components)
+    if request.onnx is not None:
+        index = _read_index(request.onnx)
+        if (index.get("recipe"), index.get("dtype")) != (request.recipe, dtype):
+            raise InputError(
+                f"{request.onnx} holds a {index.get('recipe')}/{index.get('dtype')} export; this build needs "
+                f"{request.recipe}/{dtype} (pass --recipe/--dtype to match, or --model to export)"
+            )
+        missing = [g for g in needed if not (request.onnx / f"{g}.json").is_file()]
+        if missing:
+            raise InputError(f"{request.onnx}: no {', '.join(missing)} graph; export it, or build with --model")
+        return request.onnx
+
+    from ideogram_trt.export.exporter import INDEX_FILE, ExportOptions, export
+    from ideogram_trt.export.graphs import Graph
+    from ideogram_trt.export.recipes import GraphDType, Recipe, parse_enum
+    from ideogram_trt.model.checkpoint import open_checkpoint
+
+    assert request.model is not None
+    export_dir = request.out / "onnx"
+    index_path = export_dir / INDEX_FILE
+    if index_path.is_file():
+        index = json.loads(index_path.read_text())
+        if (index.get("recipe"), index.get("dtype")) != (request.recipe, dtype):
+            shutil.rmtree(export_dir)  # our own cache, for another recipe or dtype
+    options = ExportOptions(
+        recipe=parse_enum(Recipe, request.recipe, "recipe"),  # type: ignore[arg-type]
+        dtype=parse_enum(GraphDType, dtype, "dtype"),  # type: ignore[arg-type]
+        graphs=tuple(Graph(g) for g in needed),
+        calibration=request.calibration,
+        quantize_attention=request.quantize_attention,
+        quantize_text_encoder=request.quantize_text_encoder,
+    )
+    checkpoint = open_checkpoint(request.model)
+    stale = [g for g in options.graphs if not _export_is_current(export_dir, g.value, checkpoint, options)]
+    if stale:
+        from dataclasses import replace
+
+        export(request.model, export_dir, replace(options, graphs=tuple(stale)))
+    else:
+        console.print(f"ONNX graphs in {export_dir} are up to date")
+    return export_dir
+
+
+def _export_is_current(export_dir: Path, graph: str, checkpoint: Any, options: Any) -> bool:
+    from ideogram_trt.export.calibration import Calibration
+    from ideogram_trt.export.graphs import Graph
+
+    sidecar_path = export_dir / f"{graph}.json"
+    if not sidecar_path.is_file() or not (export_dir / f"{graph}.onnx").is_file():
+        return False
+    sidecar = json.loads(sidecar_path.read_text())
+    plan = options.plan(Graph(graph))
+    calibration = None
+    if plan.needs_calibration and options.calibration is not None:
+        calibration = Calibration.load(options.calibration).sha256
+    recorded = sidecar.get("calibration") or {}
+    return (
+        sidecar.get("checkpoint", {}).get("fingerprint") == checkpoint.fingerprint(Graph(graph).checkpoint_parts)
+        and recorded.get("sha256") == calibration
+        and sidecar.get("options", {}).get("quantize_attention") == plan.quantize_attention
+        and sidecar.get("options", {}).get("quantize_text_encoder") == options.quantize_text_encoder
+        and file_digest(export_dir / f"{graph}.onnx") == sidecar.get("file_sha256")
+    )
+
+
+def _read_index(folder: Path) -> dict[str, Any]:
+    index = folder / "export.json"
+    if not index.is_file():
+        raise InputError(f"{folder}: not an ideogram-trt export (no export.json); export with `ideogram-trt export`")
+    value: dict[str, Any] = json.loads(index.read_text())
+    return value
+
+
+def plan_specs(request: BuildRequest, export_dir: Path, target: Target) -> list[EngineSpec]:
+    """The engines this request asks for, with their profiles and build keys."""
+    text = AxisRange(1, min(TYPICAL_PROMPT_TOKENS, request.max_text_tokens), request.max_text_tokens)
+    ranges = ProfileRanges(batch=AxisRange(1, 1, request.max_batch), text=text)
+    specs: list[EngineSpec] = []
+    for graph in request.components:
+        sidecar = json.loads((export_dir / f"{graph}.json").read_text())
+        if graph not in PER_BUCKET_GRAPHS:
+            groups: list[tuple[str, list[Bucket]]] = [(graph, [])]
+        elif request.per_bucket and target.flavor.is_tensorrt:
+            groups = [(f"{graph}@{b.name}", [b]) for b in request.buckets]
+        else:
+            groups = [(graph, list(request.buckets))]
+        for name, buckets in groups:
+            spec = EngineSpec(name, graph, buckets, sidecar, export_dir / f"{graph}.onnx")
+            if buckets:
+                spec.profiles = [(b, profile_for(sidecar["inputs"], b, ranges)) for b in buckets]
+            else:
+                spec.profiles = [(None, profile_for(sidecar["inputs"], None, ranges))]
+            spec.key = json_digest(
+                {
+                    "format": PLAN_FORMAT,
+                    "graph": {k: sidecar.get(k) for k in ("file_sha256", "checkpoint", "calibration", "options")},
+                    "recipe": sidecar.get("recipe"),
+                    "dtype": sidecar.get("dtype"),
+                    "profiles": [(b.name if b else None, _shapes(p)) for b, p in spec.profiles],
+                    "flavor": target.flavor.value,
+                    "version": target.version,
+                    "targets": list(target.compute_capabilities),
+                    "gpu": target.gpu,
+                    "optimization_level": request.optimization_level,
+                }
+            )
+            specs.append(spec)
+    return specs
+
+
+def _shapes(profile: Profile) -> dict[str, dict[str, list[int]]]:
+    return {n: {"min": list(r.min), "opt": list(r.opt), "max": list(r.max)} for n, r in profile.items()}
+
+
+def _reusable(out: Path, previous: Manifest | None, spec: EngineSpec) -> EngineEntry | None:
+    if previous is None:
+        return None
+    entry = previous.engines.get(spec.name)
+    if entry is None or entry.key != spec.key:
+        return None
+    path = out / entry.file
+    if not path.is_file() or path.stat().st_size != entry.bytes or file_digest(path) != entry.sha256:
+        return None
+    return entry
+
+
+def _write_atomic(data: bytes, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _build_one(request: BuildRequest, out: Path, spec: EngineSpec, target: Target) -> EngineEntry:
+    weights = int(spec.sidecar.get("weights_bytes", 0))
+    if target.flavor is Flavor.ONNXRUNTIME:
+        # The engine is the graph itself (ONNX Runtime compiles it at session creation).
+        relative = f"graphs/{spec.name}.{spec.key[:16]}.onnx"
+        destination = out / relative
+        if spec.sidecar.get("external_data"):
+            _copy_atomic(
+                spec.onnx.with_name(spec.sidecar["external_data"]), destination.with_name(f"{destination.name}.data")
+            )
+            # The graph names its data file: keep it next to the graph under the name the graph was saved with.
+            _rewrite_external_location(spec.onnx, destination, f"{destination.name}.data")
+        else:
+            _copy_atomic(spec.onnx, destination)
+        report = BuildReport(0.0, 0, destination.stat().st_size, weights)
+    else:
+        cache = request.timing_cache or out / "timing-cache" / f"{target.flavor.value}-{_target_tag(target)}.cache"
+        build_target = BuildTarget(
+            target.flavor,
+            target.compute_capabilities if target.flavor is Flavor.TENSORRT_RTX else (),
+            request.optimization_level,
+            cache,
+        )
+        result = build_engine(spec.onnx, [p for _, p in spec.profiles], build_target)
+        relative = f"plans/{spec.name}.{spec.key[:16]}.plan"
+        destination = out / relative
+        _write_atomic(result.plan, destination)
+        report = BuildReport(round(result.seconds, 2), result.peak_host_memory_bytes, len(result.plan), weights)
+    return EngineEntry(
+        name=spec.name,
+        graph=spec.graph,
+        file=relative,
+        sha256=file_digest(destination),
+        bytes=destination.stat().st_size,
+        key=spec.key,
+        buckets=[b.name for b in spec.buckets],
+        profiles=[
+            ProfileEntry(
+                i,
+                b.name if b else None,
+                {n: ShapeRangeEntry(list(r.min), list(r.opt), list(r.max)) for n, r in p.items()},
+            )
+            for i, (b, p) in enumerate(spec.profiles)
+        ],
+        inputs=spec.sidecar["inputs"],
+        outputs=spec.sidecar["outputs"],
+        onnx_sha256=spec.sidecar["file_sha256"],
+        build=report,
+    )
+
+
+def _target_tag(target: Target) -> str:
+    return (target.gpu or "sm" + "-sm".join(target.compute_capabilities)).replace(" ", "_").replace(".", "")
+
+
+def _copy_atomic(source: Path, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, destination)
+
+
+def _rewrite_external_location(source: Path, destination: Path, data_name: str) -> None:
+    import onnx
+
+    model = onnx.load(str(source), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = data_name
+    tmp = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
+    onnx.save(model, str(tmp))
+    os.replace(tmp, destination)
+
+
+def _install_tokenizer(export_dir: Path, out: Path, required: bool) -> str:
+    """Copy the export's tokenizer into a content-addressed folder; returns its name ("" for a set without a
+    text encoder, which cannot generate on its own)."""
+    source = export_dir / "tokenizer"
+    if not source.is_dir():
+        if not required:
+            return ""
+        raise InputError(f"{export_dir}: no tokenizer/ (export the text_encoder graph, which carries it)")
+    digest = json_digest(
+        {p.relative_to(source).as_posix(): file_digest(p) for p in sorted(source.rglob("*")) if p.is_file()}
+    )
+    name = f"tokenizer.{digest[:16]}"
+    if not (out / name).is_dir():
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out))
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+        os.replace(staging, out / name)
+    return name
+
+
+def _model_facts(export_dir: Path, components: tuple[str, ...]) -> dict[str, Any]:
+    sidecars = {g: json.loads((export_dir / f"{g}.json").read_text()) for g in components}
+    dit = sidecars.get("dit_cond") or sidecars.get("dit_uncond")
+    facts: dict[str, Any] = {"has_unconditional": "dit_uncond" in components}
+    if dit is not None:
+        latents = next(i for i in dit["inputs"] if i["name"] == "latents")
+        facts["latent_channels"] = latents["shape"][-1]
+        facts["rope"] = dit.get("rope")
+    if "dit_cond" in sidecars:
+        text_hidden = next(i for i in sidecars["dit_cond"]["inputs"] if i["name"] == "text_hidden")
+        facts["hidden_size"] = text_hidden["shape"][-1]
+    return facts
+
+
+def _collect_garbage(out: Path, manifest: Manifest) -> None:
+    """Remove plans, graphs and tokenizers the committed manifest does not name, and stray temporaries."""
+    keep = {out / e.file for e in manifest.engines.values()}
+    keep |= {p.with_name(f"{p.name}.data") for p in keep}
+    for folder in (out / "plans", out / "graphs"):
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if path not in keep:
+                    path.unlink()
+    for path in out.iterdir():
+        if path.name.startswith(("tokenizer.", ".tokenizer.")) and path.name != manifest.tokenizer:
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.name.startswith(f".{MANIFEST_FILE}") and path.name.endswith(".tmp"):
+            path.unlink()
+
+
+def build_engine_set(request: BuildRequest, env: RuntimeEnv | None = None) -> BuildOutcome:
+    _validate(request)
+    env = env or RuntimeEnv.detect()
+    flavor = resolve_flavor(request.flavor, env)
+    target = resolve_target(flavor, request.compute_capabilities, env)
+    dtype = request.dtype or DEFAULT_DTYPE[flavor]
+    out = request.out
+    previous = _existing_manifest(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    export_dir = _prepare_export(request, dtype)
+    index = _read_index(export_dir)
+    specs = plan_specs(request, export_dir, target)
+    entries: dict[str, EngineEntry] = {}
+    built, reused = [], []
+    where = f"{flavor.value} {target.version}" + (
+        f" for sm {', '.join(target.compute_capabilities)}" if target.compute_capabilities else ""
+    )
+    console.print(
+        f"engine set {out}: {len(specs)} engines, {where}, buckets {', '.join(b.name for b in request.buckets)}"
+    )
+    with StepBar("building engines", len(specs)) as bar:
+        for spec in specs:
+            entry = _reusable(out, previous, spec)
+            if entry is not None:
+                console.print(f"  {spec.name}: up to date")
+                reused.append(spec.name)
+            else:
+                why = "new" if previous is None or spec.name not in previous.engines else "inputs changed"
+                console.print(f"  {spec.name}: building ({why})")
+                bar.describe(f"building {spec.name} ({len(spec.profiles)} profile{'s' * (len(spec.profiles) > 1)})")
+                entry = _build_one(request, out, spec, target)
+                assert entry.build is not None
+                if target.flavor.is_tensorrt:
+                    console.print(
+                        f"  {spec.name}: built in {entry.build.seconds:.1f}s, {entry.bytes / 1e6:.1f} MB, "
+                        f"peak host memory {entry.build.peak_host_memory_bytes / 2**30:.2f} GiB"
+                    )
+                else:
+                    console.print(f"  {spec.name}: graph copied, {entry.bytes / 1e6:.1f} MB")
+                built.append(spec.name)
+            entries[spec.name] = entry
+            bar.advance()
+
+    first = json.loads((export_dir / f"{request.components[0]}.json").read_text())
+    calibrations = [json.loads((export_dir / f"{g}.json").read_text()).get("calibration") for g in request.components]
+    manifest = Manifest(
+        flavor=flavor,
+        runtime_version=target.version,
+        compute_capabilities=list(target.compute_capabilities),
+        gpu=target.gpu,
+        recipe=str(index["recipe"]),
+        dtype=str(index["dtype"]),
+        checkpoint={
+            g: json.loads((export_dir / f"{g}.json").read_text())["checkpoint"]["fingerprint"]
+            for g in request.components
+        },
+        calibration=next((c["sha256"] for c in calibrations if c), None),
+        buckets=[b.name for b in request.buckets],
+        max_batch=request.max_batch,
+        max_text_tokens=request.max_text_tokens,
+        model={**_model_facts(export_dir, request.components), "opset": first.get("opset")},
+        tokenizer=_install_tokenizer(export_dir, out, required="text_encoder" in request.components),
+        engines=entries,
+        builder={
+            "optimization_level": request.optimization_level,
+            "strongly_typed": True,
+            "per_bucket": request.per_bucket,
+        },
+        created_by=f"ideogram-trt {__version__}",
+    )
+    manifest.save(out)
+    _collect_garbage(out, manifest)
+    return BuildOutcome(manifest, built, reused)
