@@ -38,9 +38,18 @@ typecheck: $(STAMP)
 test: $(STAMP) lint typecheck
 	$(PY) -m pytest -q -n 2 --dist loadscope
 
-# Later issues make this the whole job: tiny checkpoint -> export -> engines -> image.
+# The whole job on a tiny random checkpoint (real weights cannot be downloaded here), on the CPU:
+# checkpoint -> calibration -> fp8 export (fp32 graphs) -> ONNX Runtime engine set -> image.
+DEMO := demo-out
 demo: $(STAMP)
-	$(VENV)/bin/ideogram-trt make-tiny demo-out/tiny-checkpoint --seed 0 --overwrite
+	$(VENV)/bin/ideogram-trt make-tiny $(DEMO)/tiny-checkpoint --seed 0 --overwrite
+	$(VENV)/bin/ideogram-trt calibrate --model $(DEMO)/tiny-checkpoint --out $(DEMO)/calibration.json \
+		--resolution 256x256 --preset V4_TURBO_12 --limit 4 --overwrite
+	$(VENV)/bin/ideogram-trt build-engines --model $(DEMO)/tiny-checkpoint --out $(DEMO)/engines \
+		--recipe fp8 --calibration $(DEMO)/calibration.json --flavor onnxruntime --buckets 256x256,256x384
+	$(VENV)/bin/ideogram-trt generate '{"subject":"a red fox curled up in fresh snow","style":"watercolor"}' \
+		--engines $(DEMO)/engines --bucket 256x384 --preset V4_DEFAULT_20 --seed 0 -o $(DEMO)/fox.png
+	@echo "demo image: $(CURDIR)/$(DEMO)/fox.png"
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache .mypy_cache

@@ -201,6 +201,56 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ideogram_trt.core.progress import StepBar
+    from ideogram_trt.runtime.images import output_paths, png_metadata, save_png
+    from ideogram_trt.runtime.pipeline import Pipeline
+
+    prompts = list(args.prompt)
+    if args.prompt_file is not None:
+        from ideogram_trt.export.calibration import read_prompts
+
+        prompts += read_prompts(args.prompt_file)
+    if not prompts:
+        raise IdeogramTrtError("no prompt: give one as an argument, or --prompt-file FILE")
+    guidance = None
+    if args.guidance is not None:
+        values = [float(v) for v in args.guidance.split(",")]
+        guidance = values[0] if len(values) == 1 else values
+    console = Console(stderr=True)
+    pipe = Pipeline.from_engines(args.engines, backend=args.backend)
+    bucket = pipe.resolve_bucket(args.height, args.width, args.bucket, args.snap)
+    plan = pipe.sampling_plan(bucket, args.preset, args.steps, guidance, args.terminal)
+    total = len(prompts) * -(-args.num_images // pipe.manifest.max_batch) * plan.schedule.steps
+    with StepBar(f"{plan.preset} at {bucket.name}", total) as bar:
+        result = pipe(
+            prompts,
+            bucket=bucket.name,
+            preset=args.preset,
+            seed=args.seed,
+            num_images=args.num_images,
+            steps=args.steps,
+            guidance=guidance,
+            terminal=args.terminal,
+            on_step=lambda _p, _s, _t: bar.advance(),
+        )
+    paths = output_paths(args.output, len(result.images))
+    parameters = {"steps": plan.schedule.steps, "guidance": plan.schedule.guidance.tolist(), "terminal": args.terminal}
+    for image, path, prompt, seed in zip(result.images, paths, result.prompts, result.seeds, strict=True):
+        save_png(image, path, png_metadata(prompt, seed, result.preset, bucket.name, result.engine_set, parameters))
+    t = result.timings
+    steps = ", ".join(f"{s * 1000:.0f}" for s in t.steps)
+    console.print(
+        f"text encoder {t.text_encoder * 1000:.0f} ms | denoise {t.denoise:.2f} s ({len(t.steps)} steps: {steps} ms) "
+        f"| VAE {t.vae * 1000:.0f} ms | total {t.total:.2f} s ({pipe.backend.name})"
+    )
+    for path in paths:
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ideogram-trt",
@@ -344,6 +394,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("engines", type=Path, metavar="DIR")
     inspect.set_defaults(handler=_inspect)
+
+    gen = sub.add_parser(
+        "generate",
+        help="generate images from an engine set",
+        description=(
+            "Run Ideogram 4 over an engine set (TensorRT plans or ONNX Runtime graphs): the text encoder once per "
+            "prompt, the LogitNormal loop with CFG, the VAE. The k-th image of a request starts from the noise of "
+            "seed+k (numpy PCG64, the same on every machine). PNGs carry prompt, seed, preset, bucket and the "
+            "engine set's id in their metadata."
+        ),
+    )
+    gen.add_argument("prompt", nargs="*", help="prompt(s); Ideogram 4 expects JSON captions")
+    gen.add_argument("--engines", type=Path, required=True, metavar="DIR", help="engine set folder")
+    gen.add_argument("--prompt-file", type=Path, metavar="FILE", help=".jsonl with 'prompt' fields or one per line")
+    gen.add_argument("--height", type=int)
+    gen.add_argument("--width", type=int)
+    gen.add_argument("--bucket", help="a bucket of the engine set, e.g. 1024x1024 (instead of --height/--width)")
+    gen.add_argument("--snap", action="store_true", help="use the nearest bucket for a size the set does not have")
+    gen.add_argument(
+        "--preset", help="V4_QUALITY_48 | V4_DEFAULT_20 (default) | V4_TURBO_12 | V4_FAST_20 | V4_INSTANT_8"
+    )
+    gen.add_argument("--steps", type=int, help="override the preset's step count")
+    gen.add_argument("--guidance", help="one value, or one per step (chronological), comma-separated")
+    gen.add_argument("--terminal", choices=["t_max", "zero"], default="t_max",
+                     help="last step ends at t_max (official, default) or at 0 noise (diffusers)")  # fmt: skip
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("-n", "--num-images", type=int, default=1, help="images per prompt")
+    gen.add_argument("-o", "--output", type=Path, default=Path("ideogram.png"), help="PNG path (-k suffixes for many)")
+    gen.add_argument("--backend", help="onnxruntime | tensorrt (default: the engine set's flavor)")
+    gen.set_defaults(handler=_generate)
 
     lint = sub.add_parser("lint", help="check ONNX graphs against our FP8 rules", description=_lint_doc())
     lint.add_argument("graphs", type=Path, nargs="+", metavar="GRAPH")

@@ -1,0 +1,49 @@
+"""One protocol for every way of running an engine set: the three stages of a generation.
+
+``encode`` runs the text encoder once per prompt; ``denoise`` runs every step of a schedule for one prompt's
+images (conditional and unconditional DiT, CFG blend and Euler update in fp32); ``decode`` runs the VAE.
+A backend keeps whatever it needs between calls (sessions, device buffers, CUDA graphs); the pipeline hands it
+host arrays and gets host arrays back, once per stage — never per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ideogram_trt.core.buckets import Bucket
+from ideogram_trt.core.schedule import Schedule
+
+# on_step(step_index, seconds_for_that_step)
+StepCallback = Callable[[int, float], None]
+
+
+@dataclass(frozen=True)
+class DenoiseInputs:
+    """Everything one prompt's denoising needs, computed on the host by the pipeline (spec §4.4, §4.7)."""
+
+    latents: np.ndarray  # float32 [B, N, C] initial noise
+    text_hidden: np.ndarray  # [B, T, D] this prompt's rows only (exact length: the mask-free engine)
+    rope_cond: tuple[np.ndarray, np.ndarray]  # float32 [T + N, R] each
+    rope_uncond: tuple[np.ndarray, np.ndarray]  # float32 [N, R] each
+    bucket: Bucket
+    schedule: Schedule
+
+
+class Backend(Protocol):
+    name: str
+
+    def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """text_hidden [B, T, D] (zero on padded rows)."""
+        ...
+
+    def denoise(self, inputs: DenoiseInputs, on_step: StepCallback | None = None) -> np.ndarray:
+        """The final latents, float32 [B, N, C]."""
+        ...
+
+    def decode(self, latents: np.ndarray, bucket: Bucket) -> np.ndarray:
+        """latents [B, N, C] → image float32 [B, H, W, 3] in [0, 1]."""
+        ...

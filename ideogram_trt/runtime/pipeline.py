@@ -1,0 +1,266 @@
+"""``Pipeline.from_engines(dir)`` → ``pipe(prompt, ...)``: Ideogram 4 over an engine set, no PyTorch.
+
+Per request: tokenize (the checkpoint's chat template, left padding, 2048-token limit), run the text encoder once
+for all prompts, then per prompt run the LogitNormal loop for its images at the prompt's exact text length (the
+mask-free engine; spec §4.6), and decode. Host-side math is ``core``: schedule (float64, spec §5), RoPE tables
+(float32), seeded noise.
+
+Seeds: the k-th image of a request (prompt-major: all images of the first prompt, then the second's) starts from
+``core.noise.initial_latents(seed + k)``, so every image can be reproduced alone with its own seed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ideogram_trt.core import rope
+from ideogram_trt.core.buckets import Bucket, nearest
+from ideogram_trt.core.digest import file_digest
+from ideogram_trt.core.errors import InputError
+from ideogram_trt.core.manifest import MANIFEST_FILE, Flavor, Manifest, RuntimeEnv, bucket_refusal, require_runnable
+from ideogram_trt.core.noise import initial_latents
+from ideogram_trt.core.schedule import (
+    DEFAULT_PRESET,
+    DEFAULT_TERMINAL,
+    PresetName,
+    Schedule,
+    Terminal,
+    get_preset,
+    logit_normal_schedule,
+)
+from ideogram_trt.core.tokenization import PromptTokenizer
+from ideogram_trt.runtime.backend import Backend, DenoiseInputs
+
+BACKENDS = ("onnxruntime", "tensorrt")
+DISTILLED_DEFAULT = PresetName.V4_FAST_20  # checkpoints without an unconditional DiT
+
+
+@dataclass
+class Timings:
+    """Seconds per stage; ``steps`` has one entry per denoising step of every prompt, in order."""
+
+    text_encoder: float = 0.0
+    steps: list[float] = field(default_factory=list)
+    vae: float = 0.0
+    total: float = 0.0
+
+    @property
+    def denoise(self) -> float:
+        return sum(self.steps)
+
+
+@dataclass
+class GenerationResult:
+    images: np.ndarray  # uint8 [count, H, W, 3]
+    latents: np.ndarray  # float32 [count, N, C], the final latents
+    prompts: list[str]  # per image
+    seeds: list[int]  # per image
+    preset: str
+    bucket: Bucket
+    schedule: Schedule
+    timings: Timings
+    engine_set: str  # sha256 of the manifest: names the exact engines that made the images
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    preset: str
+    schedule: Schedule
+
+
+class Pipeline:
+    def __init__(self, root: Path, manifest: Manifest, backend: Backend, tokenizer: PromptTokenizer) -> None:
+        self.root, self.manifest, self.backend, self.tokenizer = root, manifest, backend, tokenizer
+        self.engine_set_id = file_digest(root / MANIFEST_FILE)
+        model = manifest.model
+        rope_facts = model.get("rope") or {}
+        self._inv_freq = np.asarray(rope_facts.get("inv_freq", []), dtype=np.float32)
+        self._mrope_section = tuple(rope_facts.get("mrope_section", ()))
+        self._channels = int(model["latent_channels"])
+        self.has_unconditional = bool(model.get("has_unconditional"))
+
+    @classmethod
+    def from_engines(cls, path: str | Path, backend: str | None = None, env: RuntimeEnv | None = None) -> Pipeline:
+        """Open an engine set; the backend follows the manifest's flavor unless ``backend`` overrides it."""
+        root = Path(path)
+        manifest = Manifest.load(root)
+        chosen = backend or ("onnxruntime" if manifest.flavor is Flavor.ONNXRUNTIME else "tensorrt")
+        if chosen not in BACKENDS:
+            raise InputError(f"unknown backend {chosen!r}: use one of {', '.join(BACKENDS)}")
+        if (chosen == "onnxruntime") != (manifest.flavor is Flavor.ONNXRUNTIME):
+            raise InputError(
+                f"{root} holds {manifest.flavor.value} engines, which the {chosen} backend cannot run; build an "
+                f"engine set with --flavor {'onnxruntime' if chosen == 'onnxruntime' else 'tensorrt-rtx'}"
+            )
+        require_runnable(root, manifest, env or RuntimeEnv.detect())
+        if not manifest.tokenizer or "text_encoder" not in {e.graph for e in manifest.engines.values()}:
+            raise InputError(f"{root}: this engine set has no text encoder; rebuild it with all four components")
+        if chosen == "onnxruntime":
+            from ideogram_trt.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+            runner: Backend = OnnxRuntimeBackend(root, manifest)
+        else:
+            from ideogram_trt.runtime.tensorrt_backend import TensorRTBackend
+
+            runner = TensorRTBackend(root, manifest)
+        return cls(root, manifest, runner, PromptTokenizer.from_dir(root / manifest.tokenizer))
+
+    # --- request resolution ---------------------------------------------------------------------------------
+
+    def resolve_bucket(
+        self, height: int | None, width: int | None, bucket: str | None = None, snap: bool = False
+    ) -> Bucket:
+        buckets = self.manifest.bucket_objects
+        if bucket is not None:
+            if height is not None or width is not None:
+                raise InputError("give a bucket name or --height/--width, not both")
+            if bucket not in self.manifest.buckets:
+                raise InputError(f"unknown bucket {bucket!r}: this engine set has {', '.join(self.manifest.buckets)}")
+            return Bucket.parse(bucket)
+        if height is None and width is None:
+            return buckets[0]
+        if height is None or width is None:
+            raise InputError("give both --height and --width")
+        for candidate in buckets:
+            if (candidate.height, candidate.width) == (height, width):
+                return candidate
+        if snap:
+            return nearest(buckets, height, width, 1)[0]
+        try:
+            requested = Bucket(height, width)
+        except InputError as exc:
+            close = ", ".join(b.name for b in nearest(buckets, max(height, 1), max(width, 1)))
+            raise InputError(f"{exc}; this engine set has {close} near that") from None
+        raise InputError(bucket_refusal(self.manifest, requested) + " (or pass --snap to use the nearest)")
+
+    def sampling_plan(
+        self,
+        bucket: Bucket,
+        preset: str | None = None,
+        steps: int | None = None,
+        guidance: float | list[float] | None = None,
+        terminal: Terminal = DEFAULT_TERMINAL,
+    ) -> SamplingPlan:
+        default = DEFAULT_PRESET if self.has_unconditional else DISTILLED_DEFAULT
+        chosen = get_preset(preset or default)
+        if steps is None and guidance is None:
+            values = chosen.guidance
+        else:
+            count = steps or chosen.steps
+            if guidance is None:
+                values = chosen.guidance if count == chosen.steps else (chosen.guidance[0],) * count
+            elif isinstance(guidance, int | float):
+                values = (float(guidance),) * count
+            else:
+                values = tuple(float(g) for g in guidance)
+        if any(g != 1.0 for g in values) and not self.has_unconditional:
+            raise InputError(
+                f"{chosen.name.value} uses guidance != 1, which needs the unconditional DiT; this engine set has "
+                "none: use V4_FAST_20 or V4_INSTANT_8"
+            )
+        schedule = logit_normal_schedule(
+            len(values), chosen.mu, chosen.std, bucket.height, bucket.width, values, terminal
+        )
+        return SamplingPlan(chosen.name.value, schedule)
+
+    # --- generation -------------------------------------------------------------------------------------------
+
+    def __call__(
+        self,
+        prompt: str | list[str],
+        height: int | None = None,
+        width: int | None = None,
+        bucket: str | None = None,
+        preset: str | None = None,
+        seed: int = 0,
+        num_images: int = 1,
+        steps: int | None = None,
+        guidance: float | list[float] | None = None,
+        terminal: Terminal | str = DEFAULT_TERMINAL,
+        latents: np.ndarray | None = None,
+        snap: bool = False,
+        on_step: Callable[[int, int, float], None] | None = None,
+    ) -> GenerationResult:
+        """Generate ``num_images`` per prompt. ``latents`` [count, N, C] replaces the seeded noise (to hand two
+        implementations the same start). ``on_step(prompt_index, step, seconds)`` reports progress."""
+        start = time.perf_counter()
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts:
+            raise InputError("no prompt given")
+        if num_images < 1:
+            raise InputError(f"num_images must be at least 1, got {num_images}")
+        if seed < 0:
+            raise InputError(f"seed must be non-negative, got {seed}")
+        size = self.resolve_bucket(height, width, bucket, snap)
+        plan = self.sampling_plan(size, preset, steps, guidance, Terminal(terminal))
+        count = len(prompts) * num_images
+        if latents is None:
+            noise = initial_latents(seed, count, size.tokens, self._channels)
+        else:
+            noise = np.asarray(latents, dtype=np.float32)
+            if noise.shape != (count, size.tokens, self._channels):
+                raise InputError(f"latents must be {(count, size.tokens, self._channels)}, got {noise.shape}")
+        timings = Timings()
+
+        batch = self.tokenizer.batch(prompts, max_tokens=self.manifest.max_text_tokens)
+        t0 = time.perf_counter()
+        hidden = self.backend.encode(batch.input_ids, batch.attention_mask)
+        timings.text_encoder = time.perf_counter() - t0
+
+        grid_h, grid_w = size.grid
+        uncond_tables = rope.rope_tables(rope.image_positions(grid_h, grid_w), self._inv_freq, self._mrope_section)
+        finals = []
+        for index, length in enumerate(batch.lengths):
+            rows = hidden[index : index + 1, batch.text_tokens - length :]
+            cond_tables = rope.rope_tables(
+                rope.sequence_positions(length, grid_h, grid_w), self._inv_freq, self._mrope_section
+            )
+            for chunk in _chunks(index * num_images, num_images, self.manifest.max_batch):
+                inputs = DenoiseInputs(
+                    latents=noise[chunk],
+                    text_hidden=np.repeat(rows, chunk.stop - chunk.start, axis=0),
+                    rope_cond=cond_tables,
+                    rope_uncond=uncond_tables,
+                    bucket=size,
+                    schedule=plan.schedule,
+                )
+
+                def report(step: int, seconds: float, _index: int = index) -> None:
+                    timings.steps.append(seconds)
+                    if on_step is not None:
+                        on_step(_index, step, seconds)
+
+                finals.append(self.backend.denoise(inputs, report))
+        final = np.concatenate(finals, axis=0)
+
+        t0 = time.perf_counter()
+        images = np.concatenate(
+            [self.backend.decode(final[c], size) for c in _chunks(0, count, self.manifest.max_batch)], axis=0
+        )
+        timings.vae = time.perf_counter() - t0
+        timings.total = time.perf_counter() - start
+        return GenerationResult(
+            images=to_uint8(images),
+            latents=final,
+            prompts=[p for p in prompts for _ in range(num_images)],
+            seeds=[seed + k for k in range(count)],
+            preset=plan.preset,
+            bucket=size,
+            schedule=plan.schedule,
+            timings=timings,
+            engine_set=self.engine_set_id,
+        )
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """[0, 1] floats → uint8 by round-half-to-even of x·255, as diffusers' ``numpy_to_pil`` does."""
+    return np.round(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _chunks(start: int, count: int, size: int) -> list[slice]:
+    return [slice(s, min(s + size, start + count)) for s in range(start, start + count, size)]
