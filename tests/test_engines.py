@@ -32,6 +32,7 @@ SIMULATED_RTX_4090 = RuntimeEnv(
     gpus=[GpuInfo(0, "NVIDIA GeForce RTX 4090 (simulated)", "8.9", 24564)],
 )
 COMPONENTS = ("text_encoder", "dit_cond", "dit_uncond", "vae_decoder")
+ENGINES = (*COMPONENTS, "sampler")  # TensorRT sets add the sampler: the CFG + Euler step on the GPU
 
 
 def request(out: Path, **kwargs) -> BuildRequest:
@@ -56,19 +57,20 @@ def check_manifest(out: Path, manifest: Manifest, recipe: str) -> None:
     )
     assert (manifest.recipe, manifest.dtype) == (recipe, "bf16")
     assert manifest.buckets == [b.name for b in BUCKETS]
-    assert sorted(manifest.engines) == sorted(COMPONENTS)
+    assert sorted(manifest.engines) == sorted(ENGINES)
     for entry in manifest.engines.values():
         path = out / entry.file
         assert path.is_file() and file_digest(path) == entry.sha256 and path.stat().st_size == entry.bytes
         assert entry.build is not None and entry.build.plan_bytes == entry.bytes and entry.build.seconds > 0
         assert entry.build.peak_host_memory_bytes > 100 << 20
-        export = json.loads((out / "onnx" / f"{entry.graph}.json").read_text())
-        assert entry.onnx_sha256 == export["file_sha256"] == file_digest(out / "onnx" / f"{entry.graph}.onnx")
+        folder = out / ("sampler" if entry.graph == "sampler" else "onnx")
+        export = json.loads((folder / f"{entry.graph}.json").read_text())
+        assert entry.onnx_sha256 == export["file_sha256"] == file_digest(folder / f"{entry.graph}.onnx")
     text = manifest.engines["text_encoder"]
     assert [p.bucket for p in text.profiles] == [None]
     ids = text.profiles[0].shapes["input_ids"]
     assert (ids.min, ids.opt, ids.max) == ([1, 1], [1, 128], [2, 128])
-    for graph in ("dit_cond", "dit_uncond", "vae_decoder"):
+    for graph in ("dit_cond", "dit_uncond", "vae_decoder", "sampler"):
         entry = manifest.engines[graph]
         assert [p.bucket for p in entry.profiles] == [b.name for b in BUCKETS]
         assert [p.index for p in entry.profiles] == [0, 1, 2]
@@ -122,17 +124,18 @@ class TestFp8WeightOnlyEngineSet:
         out = self.copy(engine_set, tmp_path)
         before = (out / "manifest.json").read_text()
         outcome = build_engine_set(request(out, model=tiny_dir))
-        assert outcome.built == [] and sorted(outcome.reused) == sorted(COMPONENTS)
+        assert outcome.built == [] and sorted(outcome.reused) == sorted(ENGINES)
         assert (out / "manifest.json").read_text() == before
 
     def test_changing_a_bucket_rebuilds_only_what_depends_on_it(
         self, engine_set: Path, tiny_dir: Path, tmp_path: Path
     ) -> None:
-        """One plan holds every bucket's profile, so the DiTs and the VAE change; the text encoder does not."""
+        """One plan holds every bucket's profile, so the DiTs, the sampler and the VAE change; the text encoder
+        does not."""
         out = self.copy(engine_set, tmp_path)
         old = Manifest.load(out)
         outcome = build_engine_set(request(out, model=tiny_dir, buckets=CHANGED))
-        assert sorted(outcome.built) == ["dit_cond", "dit_uncond", "vae_decoder"]
+        assert sorted(outcome.built) == ["dit_cond", "dit_uncond", "sampler", "vae_decoder"]
         assert outcome.reused == ["text_encoder"]
         new = Manifest.load(out)
         assert new.engines["text_encoder"] == old.engines["text_encoder"]
@@ -196,7 +199,7 @@ class TestFp8EngineSet:
     def test_builds_all_four_components(self, tiny_dir: Path, calibration_file: Path, tmp_path: Path) -> None:
         out = tmp_path / "fp8"
         outcome = build_engine_set(request(out, model=tiny_dir, recipe="fp8", calibration=calibration_file))
-        assert sorted(outcome.built) == sorted(COMPONENTS)
+        assert sorted(outcome.built) == sorted(ENGINES)
         check_manifest(out, outcome.manifest, "fp8")
         assert (
             outcome.manifest.calibration
@@ -214,14 +217,14 @@ class TestPerBucketPlans:
         one_plan = shared.manifest.engines["dit_cond"].bytes
         per_bucket = [split.manifest.engines[f"dit_cond@{b.name}"].bytes for b in BUCKETS]
         assert one_plan < sum(per_bucket), (one_plan, per_bucket)
-        # Per-bucket plans rebuild per bucket: changing one bucket rebuilds that bucket's three plans only.
+        # Per-bucket plans rebuild per bucket: changing one bucket rebuilds that bucket's plans only.
         again = build_engine_set(
             request(
                 tmp_path / "split", onnx=tmp_path / "shared" / "onnx", components=dits, per_bucket=True, buckets=CHANGED
             )
         )
-        assert sorted(again.built) == ["dit_cond@320x320", "dit_uncond@320x320", "vae_decoder@320x320"]
-        assert len(again.reused) == 6
+        assert sorted(again.built) == [f"{g}@320x320" for g in ("dit_cond", "dit_uncond", "sampler", "vae_decoder")]
+        assert len(again.reused) == 8
 
 
 def test_unavailable_flavor_is_one_line_without_fallback(tiny_dir: Path, tmp_path: Path) -> None:

@@ -45,5 +45,5 @@ def test_planted_tensorrt_misuse_is_caught(tmp_path: Path) -> None:
 
 
 def test_engines_stage_passes() -> None:
-    result = mypy("ideogram_trt/core", "ideogram_trt/engines")
+    result = mypy("ideogram_trt/core", "ideogram_trt/engines", "ideogram_trt/runtime")
     assert result.returncode == 0, result.stdout

@@ -17,6 +17,7 @@ class Component(str, Enum):
     DIT_COND = "dit_cond"
     DIT_UNCOND = "dit_uncond"
     VAE_DECODER = "vae_decoder"
+    SAMPLER = "sampler"  # TensorRT sets only: the CFG blend + Euler update, so latents never leave the GPU
 
 
 class DType(str, Enum):
@@ -58,6 +59,11 @@ ROPE_COS = "rope_cos"
 ROPE_SIN = "rope_sin"
 VELOCITY = "velocity"
 IMAGE = "image"
+VELOCITY_COND = "velocity_cond"
+VELOCITY_UNCOND = "velocity_uncond"
+GUIDANCE = "guidance"
+STEP = "step"
+LATENTS_NEXT = "latents_next"
 
 TEXT_ENCODER = EngineContract(
     Component.TEXT_ENCODER,

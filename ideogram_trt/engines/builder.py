@@ -41,12 +41,13 @@ from ideogram_trt.core.manifest import (
 )
 from ideogram_trt.core.progress import StepBar, console
 from ideogram_trt.engines.profiles import AxisRange, ProfileRanges, profile_for
+from ideogram_trt.engines.sampler import write_sampler
 from ideogram_trt.engines.targets import Target, resolve_flavor, resolve_target
 from ideogram_trt.engines.tensorrt_adapter import BuildTarget, Profile, build_engine
 
 PLAN_FORMAT = 1  # bump when the way plans are built changes, so every key changes
 COMPONENTS = ("text_encoder", "dit_cond", "dit_uncond", "vae_decoder")
-PER_BUCKET_GRAPHS = ("dit_cond", "dit_cond_masked", "dit_uncond", "vae_decoder")
+PER_BUCKET_GRAPHS = ("dit_cond", "dit_cond_masked", "dit_uncond", "vae_decoder", "sampler")
 DEFAULT_DTYPE = {Flavor.TENSORRT: "bf16", Flavor.TENSORRT_RTX: "bf16", Flavor.ONNXRUNTIME: "fp32"}
 TYPICAL_PROMPT_TOKENS = 512  # JSON captions run a few hundred tokens: the profiles' optimum
 
@@ -191,12 +192,25 @@ def _read_index(folder: Path) -> dict[str, Any]:
     return value
 
 
-def plan_specs(request: BuildRequest, export_dir: Path, target: Target) -> list[EngineSpec]:
+def engine_graphs(request: BuildRequest, export_dir: Path, out: Path, target: Target) -> dict[str, Path]:
+    """graph name → its folder: the export's graphs, plus the sampler for TensorRT sets that denoise."""
+    graphs = {g: export_dir for g in request.components}
+    if target.flavor.is_tensorrt and "dit_cond" in graphs:
+        sidecar = json.loads((export_dir / "dit_cond.json").read_text())
+        channels = next(i for i in sidecar["inputs"] if i["name"] == "latents")["shape"][-1]
+        folder = out / "sampler"
+        folder.mkdir(exist_ok=True)
+        write_sampler(folder, int(channels))
+        graphs["sampler"] = folder
+    return graphs
+
+
+def plan_specs(request: BuildRequest, graphs: dict[str, Path], target: Target) -> list[EngineSpec]:
     """The engines this request asks for, with their profiles and build keys."""
     text = AxisRange(1, min(TYPICAL_PROMPT_TOKENS, request.max_text_tokens), request.max_text_tokens)
     ranges = ProfileRanges(batch=AxisRange(1, 1, request.max_batch), text=text)
     specs: list[EngineSpec] = []
-    for graph in request.components:
+    for graph, export_dir in graphs.items():
         sidecar = json.loads((export_dir / f"{graph}.json").read_text())
         if graph not in PER_BUCKET_GRAPHS:
             groups: list[tuple[str, list[Bucket]]] = [(graph, [])]
@@ -390,7 +404,7 @@ def build_engine_set(request: BuildRequest, env: RuntimeEnv | None = None) -> Bu
 
     export_dir = _prepare_export(request, dtype)
     index = _read_index(export_dir)
-    specs = plan_specs(request, export_dir, target)
+    specs = plan_specs(request, engine_graphs(request, export_dir, out, target), target)
     entries: dict[str, EngineEntry] = {}
     built, reused = [], []
     where = f"{flavor.value} {target.version}" + (

@@ -1,9 +1,9 @@
-"""One protocol for every way of running an engine set: the three stages of a generation.
+"""One protocol for every way of running an engine set.
 
-``encode`` runs the text encoder once per prompt; ``denoise`` runs every step of a schedule for one prompt's
-images (conditional and unconditional DiT, CFG blend and Euler update in fp32); ``decode`` runs the VAE.
-A backend keeps whatever it needs between calls (sessions, device buffers, CUDA graphs); the pipeline hands it
-host arrays and gets host arrays back, once per stage — never per step.
+``encode`` runs the text encoder (once per prompt); ``generate`` runs every step of a schedule for one prompt's
+images (conditional and unconditional DiT, CFG blend and Euler update in fp32), then the VAE. A backend keeps
+whatever it needs between calls (sessions, device buffers, CUDA graphs); the pipeline hands it host arrays and
+gets host arrays back once per call — a GPU backend synchronizes once per batch of images, never per step.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from ideogram_trt.core.buckets import Bucket
 from ideogram_trt.core.schedule import Schedule
 
-# on_step(step_index, seconds_for_that_step)
+# on_step(step_index, seconds_for_that_step); a GPU backend reports every step after the batch completes.
 StepCallback = Callable[[int, float], None]
 
 
@@ -33,6 +33,14 @@ class DenoiseInputs:
     schedule: Schedule
 
 
+@dataclass
+class Generated:
+    latents: np.ndarray  # float32 [B, N, C], the final latents
+    images: np.ndarray  # float32 [B, H, W, 3] in [0, 1]
+    step_seconds: list[float]
+    vae_seconds: float
+
+
 class Backend(Protocol):
     name: str
 
@@ -40,10 +48,6 @@ class Backend(Protocol):
         """text_hidden [B, T, D] (zero on padded rows)."""
         ...
 
-    def denoise(self, inputs: DenoiseInputs, on_step: StepCallback | None = None) -> np.ndarray:
-        """The final latents, float32 [B, N, C]."""
-        ...
-
-    def decode(self, latents: np.ndarray, bucket: Bucket) -> np.ndarray:
-        """latents [B, N, C] → image float32 [B, H, W, 3] in [0, 1]."""
+    def generate(self, inputs: DenoiseInputs, on_step: StepCallback | None = None) -> Generated:
+        """Denoise from ``inputs.latents`` through every step of the schedule, then decode."""
         ...

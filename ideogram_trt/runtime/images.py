@@ -13,7 +13,7 @@ from ideogram_trt import __version__
 
 
 def png_metadata(
-    prompt: str, seed: int, preset: str, bucket: str, engine_set: str, extra: dict | None = None
+    prompt: str, seed: int, preset: str, bucket: str, engine_set: str, extra: dict[str, object] | None = None
 ) -> dict[str, str]:
     fields = {
         "prompt": prompt,

@@ -15,7 +15,7 @@ from ideogram_trt.core import contracts as io
 from ideogram_trt.core.buckets import Bucket
 from ideogram_trt.core.manifest import EngineEntry, Manifest
 from ideogram_trt.core.sampling import denoise
-from ideogram_trt.runtime.backend import DenoiseInputs, StepCallback
+from ideogram_trt.runtime.backend import DenoiseInputs, Generated, StepCallback
 
 NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16, "int32": np.int32}
 
@@ -42,11 +42,26 @@ class OnnxRuntimeBackend:
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
         dtypes = self._inputs[graph]
         session = self._sessions[graph]
-        cast = {name: np.ascontiguousarray(value, dtype=dtypes[name]) for name, value in feeds.items()}
+        cast: dict[str, np.ndarray] = {
+            name: np.ascontiguousarray(value, dtype=dtypes[name]) for name, value in feeds.items()
+        }
         return session.run(None, cast)[0]  # type: ignore[attr-defined,no-any-return]
 
     def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         return self._run(io.TEXT_ENCODER.component.value, {io.INPUT_IDS: input_ids, io.ATTENTION_MASK: attention_mask})
+
+    def generate(self, inputs: DenoiseInputs, on_step: StepCallback | None = None) -> Generated:
+        steps: list[float] = []
+
+        def report(index: int, seconds: float) -> None:
+            steps.append(seconds)
+            if on_step is not None:
+                on_step(index, seconds)
+
+        latents = self.denoise(inputs, report)
+        start = time.perf_counter()
+        images = self.decode(latents, inputs.bucket)
+        return Generated(latents, images, steps, time.perf_counter() - start)
 
     def denoise(self, inputs: DenoiseInputs, on_step: StepCallback | None = None) -> np.ndarray:
         batch = inputs.latents.shape[0]

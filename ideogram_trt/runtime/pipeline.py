@@ -214,7 +214,7 @@ class Pipeline:
 
         grid_h, grid_w = size.grid
         uncond_tables = rope.rope_tables(rope.image_positions(grid_h, grid_w), self._inv_freq, self._mrope_section)
-        finals = []
+        finals, images = [], []
         for index, length in enumerate(batch.lengths):
             rows = hidden[index : index + 1, batch.text_tokens - length :]
             cond_tables = rope.rope_tables(
@@ -235,18 +235,14 @@ class Pipeline:
                     if on_step is not None:
                         on_step(_index, step, seconds)
 
-                finals.append(self.backend.denoise(inputs, report))
-        final = np.concatenate(finals, axis=0)
-
-        t0 = time.perf_counter()
-        images = np.concatenate(
-            [self.backend.decode(final[c], size) for c in _chunks(0, count, self.manifest.max_batch)], axis=0
-        )
-        timings.vae = time.perf_counter() - t0
+                generated = self.backend.generate(inputs, report)
+                finals.append(generated.latents)
+                images.append(generated.images)
+                timings.vae += generated.vae_seconds
         timings.total = time.perf_counter() - start
         return GenerationResult(
-            images=to_uint8(images),
-            latents=final,
+            images=to_uint8(np.concatenate(images, axis=0)),
+            latents=np.concatenate(finals, axis=0),
             prompts=[p for p in prompts for _ in range(num_images)],
             seeds=[seed + k for k in range(count)],
             preset=plan.preset,
@@ -259,7 +255,8 @@ class Pipeline:
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """[0, 1] floats → uint8 by round-half-to-even of x·255, as diffusers' ``numpy_to_pil`` does."""
-    return np.round(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
+    rounded: np.ndarray = np.round(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return rounded
 
 
 def _chunks(start: int, count: int, size: int) -> list[slice]:

@@ -1,0 +1,306 @@
+"""The TensorRT backend (datacenter TensorRT and TensorRT-RTX through one adapter).
+
+- Persistent device buffers, bound once: every tensor of every engine gets a buffer sized for the largest shape
+  its profiles admit, and tensors that flow between engines share one (the latents feed both DiTs, the sampler
+  and — viewed as [B, GH, GW, C] — the VAE).
+- One activation-memory pool for all engines: they run one after another on one stream, so each context borrows
+  the same scratch memory (TensorRT's user-managed allocation), sized for the hungriest profile.
+- One CUDA graph per (engine, profile, input shapes): the first call at a text length captures it, later calls
+  replay it; a bounded cache per engine keeps the most recent.
+- The loop never leaves the GPU: per step the timestep, guidance and step size are copied from page-locked host
+  memory, then dit_cond, dit_uncond and the sampler engine (CFG blend + Euler update) replay; the host
+  synchronizes once per batch of images, after the VAE. Per-step times come from CUDA events.
+
+Nothing here can run on the machines this project is developed on (no GPU TensorRT can use): it is type-checked
+against the datacenter API and exercised against a fake GPU in the tests, which runs each plan's ONNX graph.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ideogram_trt.core import contracts as io
+from ideogram_trt.core.manifest import EngineEntry, Manifest
+from ideogram_trt.runtime.backend import DenoiseInputs, Generated, StepCallback
+from ideogram_trt.runtime.cuda import Cuda, CudaError, CudaRuntime
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+GRAPHS_PER_ENGINE = 32  # captured CUDA graphs kept per engine (one per text length in use)
+ITEM_SIZES = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4, "int64": 8}
+NUMPY = {"float32": np.float32, "float16": np.float16, "int32": np.int32}
+# Tensors that several engines share, by engine-contract name: one device buffer each.
+SHARED = {
+    io.LATENTS: "latents",
+    io.VELOCITY: None,  # per engine: dit_cond → velocity_cond, dit_uncond → velocity_uncond
+    io.VELOCITY_COND: "velocity_cond",
+    io.VELOCITY_UNCOND: "velocity_uncond",
+    io.TIMESTEP: "timestep",
+    io.TEXT_HIDDEN: None,  # the text encoder's output (all prompts, padded) differs from one prompt's rows
+}
+
+
+@dataclass
+class _Binding:
+    name: str
+    pointer: int
+    nbytes: int
+    dtype: str
+
+
+class _Engine:
+    """A deserialized plan, its execution context, its bindings and its captured graphs."""
+
+    def __init__(self, backend: TensorRTBackend, entry: EngineEntry, runtime: trt.Runtime, module: Any) -> None:
+        self.entry = entry
+        plan = (backend.root / entry.file).read_bytes()
+        engine = runtime.deserialize_cuda_engine(plan)
+        if engine is None:
+            raise CudaError(f"{entry.file}: TensorRT could not deserialize the plan (rebuild it for this machine)")
+        self.engine: trt.ICudaEngine = engine
+        strategy = module.ExecutionContextAllocationStrategy.USER_MANAGED
+        self.context: trt.IExecutionContext = engine.create_execution_context(strategy)
+        self.profile: int | None = None
+        self.graphs: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self.inputs = [spec["name"] for spec in entry.inputs]
+
+    def scratch_bytes(self) -> int:
+        return max(
+            int(self.engine.get_device_memory_size_for_profile_v2(i))
+            for i in range(self.engine.num_optimization_profiles)
+        )
+
+    def max_shape(self, name: str) -> list[int]:
+        shapes = [profile.shapes[name].max for profile in self.entry.profiles if name in profile.shapes]
+        if shapes:
+            return [max(dims) for dims in zip(*shapes, strict=True)]
+        return self.output_max_shape(name)
+
+    def output_max_shape(self, name: str) -> list[int]:
+        """Outputs have no profile: take the engine's shape with every input at its largest."""
+        spec = next(s for s in self.entry.outputs if s["name"] == name)
+        sizes: dict[str, int] = {}
+        for entry in self.entry.inputs:
+            for symbol, size in zip(entry["shape"], self.max_shape(entry["name"]), strict=True):
+                if isinstance(symbol, str):
+                    sizes[symbol] = max(sizes.get(symbol, 0), size)
+        if {"GH", "GW"} <= sizes.keys():  # the VAE's image: 16 pixels per token on each side
+            sizes["H"], sizes["W"] = sizes["GH"] * io.PIXELS_PER_TOKEN, sizes["GW"] * io.PIXELS_PER_TOKEN
+        return [d if isinstance(d, int) else int(d) if str(d).isdigit() else sizes[d] for d in spec["shape"]]
+
+
+class TensorRTBackend:
+    name = "tensorrt"
+
+    def __init__(self, root: Path, manifest: Manifest, cuda: Cuda | None = None, module: Any = None) -> None:
+        from ideogram_trt.engines.tensorrt_adapter import load_tensorrt
+
+        self.root, self.manifest = root, manifest
+        self.cuda: Cuda = cuda or CudaRuntime()
+        self.module: Any = module or load_tensorrt(manifest.flavor)
+        logger = self.module.Logger(self.module.Logger.WARNING)
+        self.runtime: trt.Runtime = self.module.Runtime(logger)
+        self.stream = self.cuda.stream()
+        self.engines = {e.name: _Engine(self, e, self.runtime, self.module) for e in manifest.engines.values()}
+        # One scratch pool for every context: they never run at the same time.
+        scratch = max(engine.scratch_bytes() for engine in self.engines.values())
+        self.scratch = self.cuda.malloc(scratch)
+        for engine in self.engines.values():
+            engine.context.set_device_memory(self.scratch, scratch)
+        self.buffers: dict[str, _Binding] = {}
+        for name, engine in self.engines.items():
+            for spec in [*engine.entry.inputs, *engine.entry.outputs]:
+                self._bind(name, engine, spec)
+        self._staging: dict[str, np.ndarray] = {}
+
+    # --- buffers ------------------------------------------------------------------------------------------------
+
+    def _buffer_name(self, engine: str, tensor: str) -> str:
+        graph = self.engines[engine].entry.graph
+        if tensor == io.VELOCITY:
+            return {"dit_cond": "velocity_cond", "dit_cond_masked": "velocity_cond", "dit_uncond": "velocity_uncond"}[
+                graph
+            ]
+        if graph == "vae_decoder" and tensor == io.LATENTS:
+            return "latents"  # the same bytes as [B, N, C]
+        if graph == "text_encoder" and tensor == io.TEXT_HIDDEN:
+            return "encoded"
+        if graph == "sampler" and tensor == io.LATENTS_NEXT:
+            return "latents_next"
+        if graph in ("dit_uncond",) and tensor in (io.ROPE_COS, io.ROPE_SIN):
+            return f"{tensor}_uncond"
+        shared = SHARED.get(tensor)
+        return shared or tensor
+
+    def _bind(self, engine_name: str, engine: _Engine, spec: dict[str, Any]) -> None:
+        name = self._buffer_name(engine_name, spec["name"])
+        nbytes = int(np.prod(engine.max_shape(spec["name"]))) * ITEM_SIZES[spec["dtype"]]
+        binding = self.buffers.get(name)
+        if binding is None or binding.nbytes < nbytes:
+            binding = _Binding(name, self.cuda.malloc(nbytes), nbytes, spec["dtype"])
+            if name in self.buffers:  # grow: the engines bound to the old pointer are rebound below
+                self.cuda.free(self.buffers[name].pointer)
+            self.buffers[name] = binding
+            if name == "velocity_uncond":  # read (times zero) when guidance is 1 and the unconditional DiT is skipped
+                self.cuda.upload(binding.pointer, np.zeros(nbytes // 4, dtype=np.float32), self.stream)
+            for other_name, other in self.engines.items():
+                for other_spec in [*other.entry.inputs, *other.entry.outputs]:
+                    if self._buffer_name(other_name, other_spec["name"]) == name:
+                        other.context.set_tensor_address(other_spec["name"], binding.pointer)
+        engine.context.set_tensor_address(spec["name"], binding.pointer)
+
+    def _stage(self, name: str, array: np.ndarray) -> np.ndarray:
+        """Copy into a page-locked host buffer (kept per name), so the upload is asynchronous."""
+        staging = self._staging.get(name)
+        if staging is None or staging.nbytes < array.nbytes:
+            staging = self.cuda.host_array((max(array.nbytes, 1),), np.uint8)
+            self._staging[name] = staging
+        view = staging[: array.nbytes].view(array.dtype).reshape(array.shape)
+        view[...] = array
+        return view
+
+    def _upload(self, buffer: str, array: np.ndarray, staged: str | None = None) -> None:
+        binding = self.buffers[buffer]
+        data = np.ascontiguousarray(array, dtype=NUMPY[binding.dtype]) if binding.dtype in NUMPY else array
+        if data.nbytes > binding.nbytes:
+            raise CudaError(f"{buffer}: {data.nbytes} bytes exceed the engines' largest shape ({binding.nbytes})")
+        self.cuda.upload(binding.pointer, self._stage(staged or buffer, data), self.stream)
+
+    # --- launching -----------------------------------------------------------------------------------------------
+
+    def _launch(self, engine_name: str, shapes: dict[str, tuple[int, ...]], profile: int) -> None:
+        """Replay the CUDA graph for these shapes, capturing it on first use."""
+        engine = self.engines[engine_name]
+        key = (profile, *sorted(shapes.items()))
+        graph = engine.graphs.get(key)
+        if graph is None:
+            if engine.profile != profile:
+                engine.context.set_optimization_profile_async(profile, self.stream)
+                engine.profile = profile
+            for name, shape in shapes.items():
+                engine.context.set_input_shape(name, shape)
+            # One plain enqueue first: it flushes shape-dependent setup that must not land in the graph.
+            if not engine.context.execute_async_v3(self.stream):
+                raise CudaError(f"{engine_name}: TensorRT enqueue failed for shapes {shapes}")
+            self.cuda.begin_capture(self.stream)
+            engine.context.execute_async_v3(self.stream)
+            if engine.entry.graph == "sampler":  # the new latents become the loop's latents, inside the graph
+                self.cuda.copy(self.buffers["latents"].pointer, self.buffers["latents_next"].pointer,
+                               int(np.prod(shapes[io.LATENTS])) * 4, self.stream)  # fmt: skip
+            graph = self.cuda.end_capture(self.stream)
+            engine.graphs[key] = graph
+            while len(engine.graphs) > GRAPHS_PER_ENGINE:
+                engine.graphs.popitem(last=False)
+        else:
+            engine.graphs.move_to_end(key)
+            if engine.profile != profile:  # replaying needs the context on the graph's profile again
+                engine.context.set_optimization_profile_async(profile, self.stream)
+                engine.profile = profile
+                for name, shape in shapes.items():
+                    engine.context.set_input_shape(name, shape)
+        self.cuda.launch(graph, self.stream)
+
+    def _engine_for(self, graph: str, bucket: str | None) -> tuple[str, int]:
+        entry = self.manifest.engine_for(graph, bucket)
+        profile = entry.profile_for(bucket).index if bucket is not None else 0
+        return entry.name, profile
+
+    # --- the protocol ---------------------------------------------------------------------------------------------
+
+    def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        name, profile = self._engine_for("text_encoder", None)
+        shape = tuple(int(d) for d in input_ids.shape)
+        self._upload(io.INPUT_IDS, input_ids)
+        self._upload(io.ATTENTION_MASK, attention_mask)
+        self._launch(name, {io.INPUT_IDS: shape, io.ATTENTION_MASK: shape}, profile)
+        spec = next(s for s in self.engines[name].entry.outputs if s["name"] == io.TEXT_HIDDEN)
+        width = spec["shape"][-1]
+        out = self._host_output("encoded", (*shape, width), spec["dtype"])
+        self.cuda.synchronize(self.stream)
+        result: np.ndarray = out.copy()
+        return result
+
+    def _host_output(self, buffer: str, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+        kind = np.float16 if dtype in ("float16", "bfloat16") else NUMPY[dtype]
+        staged = self._stage(f"out:{buffer}", np.empty(shape, dtype=kind))
+        self.cuda.download(staged, self.buffers[buffer].pointer, self.stream)
+        if dtype == "bfloat16":  # bf16 has no numpy type: reinterpret the bytes
+            import ml_dtypes
+
+            bf16: np.ndarray = staged.view(ml_dtypes.bfloat16)
+            return bf16
+        return staged
+
+    def generate(self, inputs: DenoiseInputs, on_step: StepCallback | None = None) -> Generated:
+        bucket = inputs.bucket.name
+        batch, tokens, channels = inputs.latents.shape
+        text = inputs.text_hidden.shape[1]
+        schedule = inputs.schedule
+        cond, cond_profile = self._engine_for("dit_cond", bucket)
+        sampler, sampler_profile = self._engine_for("sampler", bucket)
+        has_uncond = any(e.graph == "dit_uncond" for e in self.manifest.engines.values())
+        uncond, uncond_profile = self._engine_for("dit_uncond", bucket) if has_uncond else ("", 0)
+
+        self._upload("latents", inputs.latents)
+        self._upload(io.TEXT_HIDDEN, inputs.text_hidden)
+        self._upload(io.ROPE_COS, inputs.rope_cond[0])
+        self._upload(io.ROPE_SIN, inputs.rope_cond[1])
+        if has_uncond:
+            self._upload(f"{io.ROPE_COS}_uncond", inputs.rope_uncond[0])
+            self._upload(f"{io.ROPE_SIN}_uncond", inputs.rope_uncond[1])
+        # Every step's scalars, staged once in page-locked memory.
+        timesteps = np.repeat(schedule.t[:, None], batch, axis=1).astype(np.float32)
+        latent_shape = (batch, tokens, channels)
+        cond_shapes = {
+            io.LATENTS: latent_shape,
+            io.TEXT_HIDDEN: (batch, text, int(inputs.text_hidden.shape[2])),
+            io.TIMESTEP: (batch,),
+            io.ROPE_COS: (text + tokens, int(inputs.rope_cond[0].shape[1])),
+            io.ROPE_SIN: (text + tokens, int(inputs.rope_cond[1].shape[1])),
+        }
+        uncond_shapes = {
+            io.LATENTS: latent_shape,
+            io.TIMESTEP: (batch,),
+            io.ROPE_COS: (tokens, int(inputs.rope_uncond[0].shape[1])),
+            io.ROPE_SIN: (tokens, int(inputs.rope_uncond[1].shape[1])),
+        }
+        sampler_shapes = {
+            io.LATENTS: latent_shape,
+            io.VELOCITY_COND: latent_shape,
+            io.VELOCITY_UNCOND: latent_shape,
+            io.GUIDANCE: (1,),
+            io.STEP: (1,),
+        }
+        events = [self.cuda.event() for _ in range(schedule.steps + 2)]
+        self.cuda.record(events[0], self.stream)
+        for j in range(schedule.steps):
+            guidance = float(schedule.guidance[j])
+            self._upload(io.TIMESTEP, timesteps[j], staged=f"t{j}")
+            self._launch(cond, cond_shapes, cond_profile)
+            if has_uncond and guidance != 1.0:
+                self._launch(uncond, uncond_shapes, uncond_profile)
+            self._upload(io.GUIDANCE, np.array([guidance], dtype=np.float32), staged=f"g{j}")
+            self._upload(io.STEP, schedule.dt[j : j + 1], staged=f"dt{j}")
+            self._launch(sampler, sampler_shapes, sampler_profile)
+            self.cuda.record(events[j + 1], self.stream)
+
+        vae, vae_profile = self._engine_for("vae_decoder", bucket)
+        grid_h, grid_w = inputs.bucket.grid
+        self._launch(vae, {io.LATENTS: (batch, grid_h, grid_w, channels)}, vae_profile)
+        self.cuda.record(events[-1], self.stream)
+        latents = self._host_output("latents", latent_shape, "float32")
+        images = self._host_output(io.IMAGE, (batch, inputs.bucket.height, inputs.bucket.width, 3), "float32")
+        self.cuda.synchronize(self.stream)  # the one synchronization of this batch
+
+        seconds = [self.cuda.elapsed_ms(events[j], events[j + 1]) / 1000 for j in range(schedule.steps)]
+        if on_step is not None:
+            for j, value in enumerate(seconds):
+                on_step(j, value)
+        vae_seconds = self.cuda.elapsed_ms(events[-2], events[-1]) / 1000
+        return Generated(latents.copy(), images.copy(), seconds, vae_seconds)

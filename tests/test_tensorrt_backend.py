@@ -1,0 +1,92 @@
+"""The TensorRT backend on a FAKE GPU (tests/fake_gpu.py): no GPU here can run a plan, so each plan's own ONNX
+graph runs in ONNX Runtime over fake device memory; the backend's buffers, scratch pool, CUDA-graph capture and
+replay, on-device loop (sampler engine) and single synchronization run as written.
+
+The engine set is real: built by TensorRT-RTX from fp32 graphs (ONNX Runtime has no bf16 kernels), so the
+fake's results must equal the ONNX Runtime backend's on the same graphs, bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fake_gpu import FakeCuda, FakeTensorRT
+
+from ideogram_trt.cli import main
+from ideogram_trt.core.manifest import Manifest
+from ideogram_trt.core.tokenization import PromptTokenizer
+from ideogram_trt.runtime import Pipeline
+from ideogram_trt.runtime.tensorrt_backend import TensorRTBackend
+
+PROMPTS = ['{"subject":"a lighthouse at dusk","style":"oil painting"}', "a cat"]
+
+
+def fake_tensorrt_pipeline(engine_set: Path) -> tuple[Pipeline, FakeCuda, FakeTensorRT]:
+    manifest = Manifest.load(engine_set)
+    plans = {}
+    for entry in manifest.engines.values():
+        folder = engine_set / ("sampler" if entry.graph == "sampler" else "onnx")
+        plans[entry.sha256] = (folder / f"{entry.graph}.onnx", len(entry.profiles))
+        assert hashlib.sha256((engine_set / entry.file).read_bytes()).hexdigest() == entry.sha256
+    cuda = FakeCuda()
+    module = FakeTensorRT(cuda, plans)
+    backend = TensorRTBackend(engine_set, manifest, cuda=cuda, module=module)
+    tokenizer = PromptTokenizer.from_dir(engine_set / manifest.tokenizer)
+    return Pipeline(engine_set, manifest, backend, tokenizer), cuda, module
+
+
+class TestTensorRTBackendOnAFakeGpu:
+    @pytest.fixture(scope="class")
+    def engine_sets(self, tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+        root = tmp_path_factory.mktemp("engines")
+        rtx, ort = root / "rtx-fp32", root / "ort-fp32"
+        common = ["--recipe", "fp8-wo", "--dtype", "fp32", "--buckets", "256x256,256x384", "--max-batch", "2"]
+        assert main(["build-engines", "--model", str(tiny_dir), "--out", str(rtx), "--flavor", "tensorrt-rtx",
+                     "--compute-capability", "8.9", "--max-text-tokens", "64", *common]) == 0  # fmt: skip
+        assert (
+            main(["build-engines", "--onnx", str(rtx / "onnx"), "--out", str(ort), "--flavor", "onnxruntime", *common])
+            == 0
+        )
+        return rtx, ort
+
+    def test_same_images_as_onnx_runtime(self, engine_sets: tuple[Path, Path]) -> None:
+        rtx, ort = engine_sets
+        pipe, _, _ = fake_tensorrt_pipeline(rtx)
+        reference = Pipeline.from_engines(ort)
+        for preset in ("V4_TURBO_12", "V4_FAST_20"):  # FAST: guidance 1, the unconditional DiT is skipped
+            kwargs = {"bucket": "256x384", "preset": preset, "seed": 3, "num_images": 2}
+            ours, theirs = pipe(PROMPTS, **kwargs), reference(PROMPTS, **kwargs)
+            assert np.array_equal(ours.latents, theirs.latents), preset
+            assert np.array_equal(ours.images, theirs.images), preset
+            assert len(ours.timings.steps) == 2 * ours.schedule.steps
+
+    def test_buffers_bound_once_graphs_captured_once_one_sync_per_batch(self, engine_sets: tuple[Path, Path]) -> None:
+        rtx, _ = engine_sets
+        pipe, cuda, _ = fake_tensorrt_pipeline(rtx)
+        allocations = cuda.counts["malloc"]
+        backend = pipe.backend
+        assert isinstance(backend, TensorRTBackend)
+        # One scratch pool, lent to every context.
+        assert {engine.context.scratch for engine in backend.engines.values()} == {backend.scratch}
+
+        pipe(PROMPTS[1], bucket="256x256", preset="V4_TURBO_12", seed=0)
+        steps = 12
+        # encode: 1 sync; generate: 1 sync for the whole batch (12 steps and the VAE), not one per step.
+        assert cuda.counts["sync"] == 2
+        # Captured on first use: text encoder, dit_cond, dit_uncond, sampler, VAE — one graph each.
+        assert cuda.counts["capture"] == 5
+        assert cuda.counts["malloc"] == allocations  # nothing allocated per request
+        launches = cuda.counts["launch"]
+        assert launches == 1 + steps * 3 + 1
+
+        pipe(PROMPTS[1], bucket="256x256", preset="V4_TURBO_12", seed=1)
+        assert cuda.counts["capture"] == 5  # same shapes: replayed, not captured again
+        assert cuda.counts["launch"] == 2 * launches and cuda.counts["sync"] == 4
+        pipe(PROMPTS[0], bucket="256x256", preset="V4_TURBO_12", seed=1)
+        # A new text length: new graphs for the text encoder and the conditional DiT only.
+        assert cuda.counts["capture"] == 7
+        assert cuda.counts["malloc"] == allocations
+        assert len(backend.engines["dit_cond"].graphs) == 2
