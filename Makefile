@@ -8,6 +8,10 @@ STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
 # NVIDIA's datacenter TensorRT stubs, for mypy only (kept out of site-packages: see tools/tensorrt_stubs.py).
 STUBS := $(VENV)/typing-stubs
+# The serving environment the Triton tests run the server in: Triton 2.51 (nvidia-pytriton), the runtime extras
+# only (no PyTorch), and numpy < 2, which the Python-backend stub needs.
+TRITON_VENV := .venv-triton
+TRITON_STAMP := $(TRITON_VENV)/.installed
 
 .PHONY: test lint typecheck demo install clean
 
@@ -21,7 +25,13 @@ $(STAMP): $(PY) pyproject.toml
 	$(PY) tools/tensorrt_stubs.py $(STUBS)
 	touch $(STAMP)
 
-install: $(STAMP)
+$(TRITON_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TRITON_VENV)/bin/python -m pip install --quiet 'nvidia-pytriton==0.7.0' 'numpy<2' -e '.[runtime]'
+	touch $(TRITON_STAMP)
+
+install: $(STAMP) $(TRITON_STAMP)
 
 LINT_PATHS := ideogram_trt tests $(wildcard tools)
 
@@ -35,7 +45,7 @@ typecheck: $(STAMP)
 
 # Two xdist workers; tests that share an expensive export share a test class, which --dist loadscope keeps on
 # one worker.
-test: $(STAMP) lint typecheck
+test: $(STAMP) $(TRITON_STAMP) lint typecheck
 	$(PY) -m pytest -q -n 2 --dist loadscope
 
 # The whole job on a tiny random checkpoint (real weights cannot be downloaded here), on the CPU:
@@ -52,4 +62,4 @@ demo: $(STAMP)
 	@echo "demo image: $(CURDIR)/$(DEMO)/fox.png"
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(TRITON_VENV) demo-out .pytest_cache .ruff_cache .mypy_cache

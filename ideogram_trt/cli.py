@@ -251,6 +251,50 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _triton_repo(args: argparse.Namespace) -> int:
+    from ideogram_trt.triton.repository import RepoRequest, write_repository
+
+    gpus = tuple(int(g) for g in args.gpus.split(",") if g.strip()) if args.gpus else ()
+    request = RepoRequest(
+        engines=args.engines,
+        out=args.out,
+        model_name=args.model_name,
+        instances=args.instances,
+        gpus=gpus,
+        max_images=args.max_batch,
+        decoupled=args.decoupled,
+        copy=args.copy,
+        preset=args.preset,
+    )
+    model = write_repository(request)
+    print(f"{model} written; start the server with the commands in {args.out / 'README.md'}")
+    return 0
+
+
+def _triton_client(args: argparse.Namespace) -> int:
+    from ideogram_trt.runtime.images import output_paths
+    from ideogram_trt.triton.client import ImageRequest, request_images, stream_images
+
+    request = ImageRequest(args.prompt, args.height, args.width, args.preset, args.seed, args.num_images)
+    if args.stream:
+        from ideogram_trt.core.progress import StepBar
+
+        with StepBar("denoising", 1) as bar:
+
+            def on_step(step: int, steps: int) -> None:
+                bar.total(steps)
+                bar.advance()
+
+            _, pngs = stream_images(args.url, request, args.model, on_step, args.timeout)
+    else:
+        _, pngs = request_images(args.url, request, args.model, args.protocol, args.timeout)
+    for path, data in zip(output_paths(args.output, len(pngs)), pngs, strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ideogram-trt",
@@ -424,6 +468,43 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-o", "--output", type=Path, default=Path("ideogram.png"), help="PNG path (-k suffixes for many)")
     gen.add_argument("--backend", help="onnxruntime | tensorrt (default: the engine set's flavor)")
     gen.set_defaults(handler=_generate)
+
+    repo = sub.add_parser(
+        "triton-repo",
+        help="write a Triton model repository over an engine set",
+        description=(
+            "Write a model repository Triton Inference Server loads as-is: a Python-backend model running the "
+            "ideogram-trt runtime over the engine set (TensorRT plans on GPU instances, ONNX Runtime graphs on "
+            "CPU), one instance group per GPU listed, and a README with the server and client commands."
+        ),
+    )
+    repo.add_argument("--engines", type=Path, required=True, metavar="DIR", help="engine set folder")
+    repo.add_argument("--out", type=Path, required=True, metavar="REPO", help="model repository folder")
+    repo.add_argument("--model-name", default="ideogram4")
+    repo.add_argument("--instances", type=int, default=1, help="model instances per GPU (or on the CPU)")
+    repo.add_argument("--gpus", help="GPU indices, e.g. 0,1 (default: 0 for TensorRT sets, CPU for ONNX Runtime)")
+    repo.add_argument("--max-batch", type=int, help="most images per request (default: the engine set's max batch)")
+    repo.add_argument("--decoupled", action="store_true", help="stream per-step progress before the image (gRPC)")
+    repo.add_argument("--copy", action="store_true", help="copy the engine set into the repository")
+    repo.add_argument("--preset", help="default preset for requests that name none")
+    repo.set_defaults(handler=_triton_repo)
+
+    client = sub.add_parser(
+        "triton-client", help="ask a Triton server for an image", description="tritonclient, gRPC or HTTP"
+    )
+    client.add_argument("prompt")
+    client.add_argument("--url", default="localhost:8001", help="host:port (8001 gRPC, 8000 HTTP by default)")
+    client.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
+    client.add_argument("--model", default="ideogram4")
+    client.add_argument("--height", type=int)
+    client.add_argument("--width", type=int)
+    client.add_argument("--preset")
+    client.add_argument("--seed", type=int, default=0)
+    client.add_argument("-n", "--num-images", type=int, default=1)
+    client.add_argument("--stream", action="store_true", help="a decoupled model: show per-step progress (gRPC)")
+    client.add_argument("--timeout", type=float, default=600.0, help="seconds")
+    client.add_argument("-o", "--output", type=Path, default=Path("ideogram.png"))
+    client.set_defaults(handler=_triton_client)
 
     lint = sub.add_parser("lint", help="check ONNX graphs against our FP8 rules", description=_lint_doc())
     lint.add_argument("graphs", type=Path, nargs="+", metavar="GRAPH")

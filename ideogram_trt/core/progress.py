@@ -57,5 +57,8 @@ class StepBar:
     def advance(self, steps: int = 1) -> None:
         self._progress.advance(self._task, steps)
 
+    def total(self, total: int) -> None:
+        self._progress.update(self._task, total=total)
+
     def describe(self, description: str) -> None:
         self._progress.update(self._task, description=description)

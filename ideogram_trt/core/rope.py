@@ -81,5 +81,7 @@ def rope_tables(
     axes = frequency_axes(inv.shape[0], mrope_section)
     pos = np.asarray(positions).astype(np.float32)
     angles = np.take(pos, axes, axis=-1) * inv
-    angles = np.concatenate([angles, angles], axis=-1)
+    angles = np.concatenate([angles, angles], axis=-1).astype(np.float64)
+    # cos/sin of the float32 angle, evaluated in float64 and rounded once: the same table from every numpy
+    # version and CPU (float32 cos implementations differ in the last bit), within an ulp of torch's.
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)

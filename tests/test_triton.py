@@ -1,0 +1,186 @@
+"""The generated model repository in the real Triton Inference Server (2.51, CPU, Python backend), asked with
+tritonclient over HTTP and gRPC. The server runs from .venv-triton, which holds the serving path only
+(ideogram-trt[runtime], numpy<2, no PyTorch)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import io
+import json
+import statistics
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from google.protobuf import text_format
+from PIL import Image
+from triton_server import TRITON_VENV, triton_server
+from tritonclient.grpc import model_config_pb2 as mc
+
+from ideogram_trt.cli import main
+from ideogram_trt.core.errors import IdeogramTrtError
+from ideogram_trt.core.manifest import Flavor, Manifest
+from ideogram_trt.runtime import Pipeline
+from ideogram_trt.triton.client import ImageRequest, request_images, stream_images
+
+REQUEST = ImageRequest('{"subject":"a lighthouse at dusk"}', 256, 384, "V4_INSTANT_8", 21)
+
+
+class TestTritonServer:
+    @pytest.fixture(scope="class")
+    def engine_set(self, tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+        out = tmp_path_factory.mktemp("engines") / "ort"
+        assert main(["build-engines", "--model", str(tiny_dir), "--out", str(out), "--recipe", "fp8-wo",
+                     "--flavor", "onnxruntime", "--buckets", "256x256,256x384", "--max-batch", "2"]) == 0  # fmt: skip
+        return out
+
+    @pytest.fixture(scope="class")
+    def server(self, engine_set: Path, tmp_path_factory: pytest.TempPathFactory):
+        repo = tmp_path_factory.mktemp("triton") / "repo"
+        assert main(["triton-repo", "--engines", str(engine_set), "--out", str(repo), "--instances", "2"]) == 0
+        assert main(["triton-repo", "--engines", str(engine_set), "--out", str(repo),
+                     "--model-name", "ideogram4_stream", "--decoupled"]) == 0  # fmt: skip
+        with triton_server(repo, tmp_path_factory.mktemp("triton-run")) as running:
+            yield running
+
+    def test_http_and_grpc_return_the_image_generate_makes(self, server, engine_set: Path, tmp_path: Path) -> None:
+        grpc_image, grpc_png = request_images(server.grpc, REQUEST, protocol="grpc")
+        http_image, http_png = request_images(server.http, REQUEST, protocol="http")
+        assert grpc_image.shape == (1, 256, 384, 3) and grpc_image.dtype == np.uint8
+        assert np.array_equal(grpc_image, http_image)
+        # `ideogram-trt generate` in the serving environment, and the Pipeline here: the same pixels.
+        out = tmp_path / "generate.png"
+        command = [str(TRITON_VENV / "bin" / "ideogram-trt"), "generate", REQUEST.prompt, "--engines", str(engine_set)]
+        command += ["--height", "256", "--width", "384", "--preset", "V4_INSTANT_8", "--seed", "21", "-o", str(out)]
+        subprocess.run(command, check=True, capture_output=True)
+        assert np.array_equal(np.asarray(Image.open(out)), grpc_image[0])
+        local = Pipeline.from_engines(engine_set)(REQUEST.prompt, height=256, width=384, preset="V4_INSTANT_8", seed=21)
+        assert np.array_equal(local.images, grpc_image)
+        png = Image.open(io.BytesIO(grpc_png[0]))
+        assert np.array_equal(np.asarray(png), grpc_image[0]) and grpc_png[0] == http_png[0]
+        assert png.text["seed"] == "21" and png.text["prompt"] == REQUEST.prompt  # type: ignore[attr-defined]
+
+    def test_metadata_lists_the_declared_inputs_and_outputs(self, server) -> None:
+        import tritonclient.http as http
+
+        client = http.InferenceServerClient(server.http)
+        try:
+            metadata = client.get_model_metadata("ideogram4")
+        finally:
+            client.close()
+        inputs = {i["name"]: (i["datatype"], i["shape"]) for i in metadata["inputs"]}
+        assert inputs == {
+            "prompt": ("BYTES", [1]),
+            "height": ("INT32", [1]),
+            "width": ("INT32", [1]),
+            "preset": ("BYTES", [1]),
+            "seed": ("INT64", [1]),
+            "num_images": ("INT32", [1]),
+        }
+        outputs = {o["name"]: (o["datatype"], o["shape"]) for o in metadata["outputs"]}
+        assert outputs == {"image": ("UINT8", [-1, -1, -1, 3]), "png": ("BYTES", [-1])}
+
+    def test_metrics_answer(self, server) -> None:
+        request_images(server.grpc, REQUEST)
+        with urllib.request.urlopen(f"http://{server.metrics}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        assert 'nv_inference_request_success{model="ideogram4",version="1"}' in text
+
+    def test_decoupled_streams_one_message_per_step_then_the_image(self, server) -> None:
+        steps: list[tuple[int, int]] = []
+        image, _ = stream_images(server.grpc, REQUEST, "ideogram4_stream", lambda s, n: steps.append((s, n)))
+        assert steps == [(k, 8) for k in range(1, 9)]
+        plain, _ = request_images(server.grpc, REQUEST)
+        assert np.array_equal(image, plain)
+
+    @pytest.mark.parametrize(
+        ("change", "message"),
+        [
+            ({"prompt": ""}, "the prompt is empty"),
+            ({"height": 1024, "width": 1024}, "1024x1024 is not a bucket of this engine set (nearest: 256x256"),
+            ({"preset": "V9_MAGIC"}, "unknown preset 'V9_MAGIC'"),
+            ({"num_images": 3}, "num_images 3 is above this model's limit of 2"),
+        ],
+    )
+    def test_bad_requests_get_our_message_and_the_server_keeps_serving(self, server, change, message) -> None:
+        for protocol, url in (("grpc", server.grpc), ("http", server.http)):
+            with pytest.raises(IdeogramTrtError, match=rf".*{__import__('re').escape(message)}"):
+                request_images(url, dataclasses.replace(REQUEST, **change), protocol=protocol)
+        image, _ = request_images(server.grpc, REQUEST)
+        assert image.shape == (1, 256, 384, 3)
+
+    def test_wrong_dtype_is_refused_by_triton_and_the_server_keeps_serving(self, server) -> None:
+        import tritonclient.grpc as grpc
+        from tritonclient.utils import InferenceServerException
+
+        client = grpc.InferenceServerClient(server.grpc)
+        try:
+            prompt = grpc.InferInput("prompt", [1], "BYTES")
+            prompt.set_data_from_numpy(np.array([b"a cat"], dtype=np.object_))
+            seed = grpc.InferInput("seed", [1], "FP32")
+            seed.set_data_from_numpy(np.array([1.5], dtype=np.float32))
+            with pytest.raises(InferenceServerException, match=r"seed.*FP32.*INT64"):
+                client.infer("ideogram4", [prompt, seed])
+        finally:
+            client.close()
+        assert request_images(server.grpc, REQUEST)[0].shape == (1, 256, 384, 3)
+
+    def test_load_16_concurrent_requests_from_4_threads(self, server, capsys) -> None:
+        def worker(index: int) -> list[float]:
+            latencies = []
+            for k in range(4):
+                start = time.perf_counter()
+                image, _ = request_images(
+                    server.grpc, dataclasses.replace(REQUEST, seed=100 + 4 * index + k), timeout=120
+                )
+                latencies.append(time.perf_counter() - start)
+                assert image.shape == (1, 256, 384, 3)
+            return latencies
+
+        start = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            results = [f.result(timeout=300) for f in [pool.submit(worker, i) for i in range(4)]]
+        wall = time.perf_counter() - start
+        latencies = sorted(x for r in results for x in r)
+        assert len(latencies) == 16
+        p50, p95 = statistics.median(latencies), latencies[int(0.95 * (len(latencies) - 1))]
+        report = {"requests": 16, "threads": 4, "instances": 2, "seconds": round(wall, 2),
+                  "throughput_rps": round(16 / wall, 2), "p50_s": round(p50, 3), "p95_s": round(p95, 3)}  # fmt: skip
+        with capsys.disabled():
+            print(f"\nTriton load (tiny checkpoint, ONNX Runtime CPU, 256x384 V4_INSTANT_8): {json.dumps(report)}")
+
+
+def test_tensorrt_repository_config_is_structurally_sound(tmp_path: Path, tiny_dir: Path) -> None:
+    """A repository for a TensorRT engine set (which cannot load here): its config.pbtxt, parsed as Triton's own
+    ModelConfig protobuf, has one GPU instance group per GPU, the Python backend and the declared I/O."""
+    ort_set = tmp_path / "ort"
+    assert main(["build-engines", "--model", str(tiny_dir), "--out", str(ort_set), "--recipe", "fp8-wo",
+                 "--flavor", "onnxruntime", "--buckets", "256x256", "--components", "dit_uncond"]) == 0  # fmt: skip
+    manifest = Manifest.load(ort_set)
+    rtx_set = tmp_path / "rtx"
+    rtx_set.mkdir()
+    dataclasses.replace(
+        manifest, flavor=Flavor.TENSORRT_RTX, runtime_version="1.7.1.116", compute_capabilities=["8.9"]
+    ).save(rtx_set)
+    repo = tmp_path / "repo"
+    assert main(["triton-repo", "--engines", str(rtx_set), "--out", str(repo), "--gpus", "0,1", "--instances", "2",
+                 "--decoupled", "--preset", "V4_TURBO_12"]) == 0  # fmt: skip
+    config = text_format.Parse((repo / "ideogram4" / "config.pbtxt").read_text(), mc.ModelConfig())
+    assert (config.name, config.backend, config.max_batch_size) == ("ideogram4", "python", 0)
+    assert [(g.kind, g.count, list(g.gpus)) for g in config.instance_group] == [
+        (mc.ModelInstanceGroup.KIND_GPU, 2, [0]),
+        (mc.ModelInstanceGroup.KIND_GPU, 2, [1]),
+    ]
+    assert config.model_transaction_policy.decoupled
+    assert [i.name for i in config.input] == ["prompt", "height", "width", "preset", "seed", "num_images"]
+    assert [i.optional for i in config.input] == [False, True, True, True, True, True]
+    assert [o.name for o in config.output] == ["image", "png", "step", "steps"]
+    parameters = {k: v.string_value for k, v in config.parameters.items()}
+    assert parameters["backend"] == "tensorrt" and parameters["engine_set"] == str(rtx_set.resolve())
+    assert json.loads(parameters["defaults"]) == {"preset": "V4_TURBO_12"}
+    assert (repo / "ideogram4" / "1" / "model.py").is_file() and (repo / "README.md").is_file()
+    assert "tritonserver --model-repository=" in (repo / "README.md").read_text()
