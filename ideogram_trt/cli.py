@@ -282,7 +282,7 @@ def _triton_client(args: argparse.Namespace) -> int:
         with StepBar("denoising", 1) as bar:
 
             def on_step(step: int, steps: int) -> None:
-                bar.total(steps)
+                bar.set_total(steps)
                 bar.advance()
 
             _, pngs = stream_images(args.url, request, args.model, on_step, args.timeout)

@@ -57,7 +57,7 @@ class StepBar:
     def advance(self, steps: int = 1) -> None:
         self._progress.advance(self._task, steps)
 
-    def total(self, total: int) -> None:
+    def set_total(self, total: int) -> None:
         self._progress.update(self._task, total=total)
 
     def describe(self, description: str) -> None:
