@@ -295,6 +295,63 @@ def _triton_client(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from ideogram_trt.core.buckets import Bucket
+
+    console = Console()
+    if args.flops:
+        if not args.bucket:
+            raise IdeogramTrtError("--flops needs --bucket HxW (e.g. 1024x1024)")
+        from ideogram_trt.runtime.bench import flop_table
+
+        if args.card not in ("h100",):
+            raise IdeogramTrtError(f"unknown card {args.card!r}: use h100")
+        report = flop_table(Bucket.parse(args.bucket), args.preset, args.text_tokens, args.card)
+        table = Table(
+            title=f"FLOPs per image: {report['bucket']} {report['preset']}, {report['text_tokens']} text tokens"
+        )
+        table.add_column("stage")
+        table.add_column("TFLOP", justify="right")
+        for stage, value in report["tflop"].items():
+            table.add_row(stage, f"{value:,.2f}")
+        console.print(table)
+        floors = report["floor_seconds"]
+        console.print(
+            f"time floor on {report['card']['name']}: {floors['fp8']} s at the FP8 rate, {floors['bf16']} s at bf16"
+        )
+    else:
+        if args.engines is None:
+            raise IdeogramTrtError("give --engines DIR to time an engine set, or --flops for the FLOP floor")
+        from ideogram_trt.runtime.bench import bench_engines
+
+        result = bench_engines(args.engines, args.bucket, args.preset, args.runs, backend=args.backend)
+        report = asdict(result)
+        table = Table(title=f"{result.backend} | {result.bucket} {result.preset} | {args.runs} runs after 1 warm-up")
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        rows = [
+            ("engine-set load", f"{result.load_seconds:.3f} s"),
+            ("text encoder (p50)", f"{result.text_encoder_ms:.1f} ms"),
+            (f"denoise step (p50 of {result.steps} x {args.runs})", f"{result.step_ms_p50:.1f} ms"),
+            ("VAE decoder (p50)", f"{result.vae_ms:.1f} ms"),
+            ("end to end p50 / p95", f"{result.total_s_p50:.3f} / {result.total_s_p95:.3f} s"),
+            (f"peak memory, {result.peak_memory_kind}", f"{result.peak_memory_bytes / 2**30:.2f} GiB"),
+        ]
+        for name, value in rows:
+            table.add_row(name, value)
+        console.print(table)
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+        console.print(f"JSON: {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ideogram-trt",
@@ -505,6 +562,27 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--timeout", type=float, default=600.0, help="seconds")
     client.add_argument("-o", "--output", type=Path, default=Path("ideogram.png"))
     client.set_defaults(handler=_triton_client)
+
+    bench = sub.add_parser(
+        "bench",
+        help="time an engine set (per stage, per step, end to end), or print a request's FLOP floor",
+        description=(
+            "With --engines: load, warm up, then time --runs requests where the engine set's backend runs, and "
+            "print per-stage and per-step times, end-to-end p50/p95 and peak memory (JSON with --json). With "
+            "--flops: the release model's FLOPs per stage (spec §9) and the time floor at a card's FP8 and bf16 "
+            "GEMM rates."
+        ),
+    )
+    bench.add_argument("--engines", type=Path, metavar="DIR")
+    bench.add_argument("--bucket", help="HxW (default: the engine set's first bucket)")
+    bench.add_argument("--preset", default="V4_DEFAULT_20")
+    bench.add_argument("--runs", type=int, default=5)
+    bench.add_argument("--backend", help="onnxruntime | tensorrt (default: the engine set's flavor)")
+    bench.add_argument("--flops", action="store_true", help="FLOPs and time floor instead of timing")
+    bench.add_argument("--card", default="h100", help="card for the floor (h100)")
+    bench.add_argument("--text-tokens", type=int, default=512, help="prompt length for --flops (default 512)")
+    bench.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
+    bench.set_defaults(handler=_bench)
 
     lint = sub.add_parser("lint", help="check ONNX graphs against our FP8 rules", description=_lint_doc())
     lint.add_argument("graphs", type=Path, nargs="+", metavar="GRAPH")

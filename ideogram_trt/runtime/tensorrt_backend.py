@@ -119,6 +119,12 @@ class TensorRTBackend:
                 self._bind(name, engine, spec)
         self._staging: dict[str, np.ndarray] = {}
 
+    def device_bytes(self) -> int:
+        """Device memory this backend holds: its bound buffers and the shared scratch pool (plans' weights are
+        held by TensorRT on top of this)."""
+        scratch = max(engine.scratch_bytes() for engine in self.engines.values())
+        return scratch + sum(binding.nbytes for binding in self.buffers.values())
+
     # --- buffers ------------------------------------------------------------------------------------------------
 
     def _buffer_name(self, engine: str, tensor: str) -> str:
