@@ -138,6 +138,15 @@ class TestOnnxRuntimeEngineSets:
         with pytest.raises(InputError, match=message):
             pipe(prompt, **kwargs)
 
+    def test_bench_times_the_engine_set(self, bf16_set: Path, tmp_path: Path) -> None:
+        out = tmp_path / "bench.json"
+        args = ["bench", "--engines", str(bf16_set), "--bucket", "256x256", "--preset", "V4_INSTANT_8", "--runs", "2"]
+        assert main([*args, "--json", str(out)]) == 0
+        report = __import__("json").loads(out.read_text())
+        assert report["backend"] == "onnxruntime" and report["steps"] == 8 and report["runs"] == 2
+        assert 0 < report["step_ms_p50"] < 1000 * report["total_s_p50"] <= 1000 * report["total_s_p95"]
+        assert report["peak_memory_kind"].startswith("host") and report["peak_memory_bytes"] > 0
+
     def test_snap_takes_the_nearest_bucket(self, bf16_set: Path) -> None:
         result = Pipeline.from_engines(bf16_set)(PROMPTS[1], height=272, width=400, snap=True, preset="V4_INSTANT_8")
         assert result.bucket.name == "256x384" and result.images.shape == (1, 256, 384, 3)

@@ -44,6 +44,8 @@ class TestTritonServer:
         assert main(["triton-repo", "--engines", str(engine_set), "--out", str(repo), "--instances", "2"]) == 0
         assert main(["triton-repo", "--engines", str(engine_set), "--out", str(repo),
                      "--model-name", "ideogram4_stream", "--decoupled"]) == 0  # fmt: skip
+        assert main(["triton-repo", "--engines", str(engine_set), "--out", str(repo),
+                     "--model-name", "ideogram4_copy", "--copy"]) == 0  # fmt: skip
         with triton_server(repo, tmp_path_factory.mktemp("triton-run")) as running:
             yield running
 
@@ -63,6 +65,12 @@ class TestTritonServer:
         png = Image.open(io.BytesIO(grpc_png[0]))
         assert np.array_equal(np.asarray(png), grpc_image[0]) and grpc_png[0] == http_png[0]
         assert png.text["seed"] == "21" and png.text["prompt"] == REQUEST.prompt  # type: ignore[attr-defined]
+
+    def test_a_copied_engine_set_serves_the_same_image(self, server) -> None:
+        """--copy puts the engine set inside the repository (a relative path the model resolves at load)."""
+        copied, _ = request_images(server.grpc, REQUEST, model="ideogram4_copy")
+        referenced, _ = request_images(server.grpc, REQUEST)
+        assert np.array_equal(copied, referenced)
 
     def test_metadata_lists_the_declared_inputs_and_outputs(self, server) -> None:
         import tritonclient.http as http
@@ -152,6 +160,28 @@ class TestTritonServer:
                   "throughput_rps": round(16 / wall, 2), "p50_s": round(p50, 3), "p95_s": round(p95, 3)}  # fmt: skip
         with capsys.disabled():
             print(f"\nTriton load (tiny checkpoint, ONNX Runtime CPU, 256x384 V4_INSTANT_8): {json.dumps(report)}")
+
+
+class FakePbUtils:
+    """A stand-in for Triton's ``triton_python_backend_utils`` (only inside the server): just what initialize uses."""
+
+    @staticmethod
+    def using_decoupled_model_transaction_policy(config: dict) -> bool:
+        return bool(config.get("model_transaction_policy", {}).get("decoupled"))
+
+
+def test_model_load_refuses_a_broken_engine_set_with_our_message(tmp_path: Path, tiny_dir: Path, monkeypatch) -> None:
+    from ideogram_trt.triton import model as triton_model
+
+    engines = tmp_path / "engines"
+    assert main(["build-engines", "--model", str(tiny_dir), "--out", str(engines), "--recipe", "fp8-wo",
+                 "--flavor", "onnxruntime", "--buckets", "256x256", "--components", "dit_uncond"]) == 0  # fmt: skip
+    (engines / Manifest.load(engines).engines["dit_uncond"].file).unlink()
+    monkeypatch.setattr(triton_model, "pb_utils", FakePbUtils)
+    config = {"name": "ideogram4", "parameters": {"engine_set": {"string_value": str(engines)}}}
+    args = {"model_config": json.dumps(config), "model_repository": str(tmp_path), "model_version": "1"}
+    with pytest.raises(RuntimeError, match=r"^ideogram4: .*dit_uncond\..*\.onnx: missing \(engine dit_uncond\)"):
+        triton_model.TritonPythonModel().initialize(args)
 
 
 def test_tensorrt_repository_config_is_structurally_sound(tmp_path: Path, tiny_dir: Path) -> None:
