@@ -159,7 +159,11 @@ def test_unknown_tensor(broken: Path) -> None:
     ("key", "value", "message"),
     [
         ("num_layers", 0, r"'num_layers' must be positive, got 0"),
-        ("mrope_section", [8, 5, 5], r"'mrope_section' \[8, 5, 5\] must sum to attention_head_dim/2 = 16"),
+        (
+            "mrope_section",
+            [4, 6, 5],
+            r"'mrope_section' \[4, 6, 5\] needs 18 rotary frequencies for its h/w axes, but attention_head_dim 32",
+        ),
         ("llm_features_dim", 400, r"llm_features_dim is 400, but the text encoder gives 13 taps x 32 = 416"),
         ("norm_eps", "small", r"'norm_eps' must be float, got 'small'"),
     ],
@@ -171,6 +175,15 @@ def test_config_value_out_of_range(broken: Path, key: str, value, message: str) 
     config_path.write_text(json.dumps(config))
     with pytest.raises(ConfigError, match=rf"broken/transformer/config.json: .*{message}"):
         open_checkpoint(broken)
+
+
+def test_release_configs_validate() -> None:
+    """The released values (spec §3.1, §4.1, §6) pass the checks every checkpoint goes through."""
+    from ideogram_trt.model.configs import TextEncoderConfig, VAEConfig
+
+    assert DiTConfig.from_dict(DiTConfig().to_dict(), "release") == DiTConfig()
+    assert TextEncoderConfig.from_dict({"text_config": {}}, "release") == TextEncoderConfig(fp8_weight_only=False)
+    assert VAEConfig.from_dict({}, "release") == VAEConfig()
 
 
 def test_text_encoder_needs_36_layers(broken: Path) -> None:

@@ -39,6 +39,19 @@ def _get(raw: dict[str, Any], key: str, kind: type[T], default: T, source: str) 
     return value  # type: ignore[return-value]
 
 
+def _check_mrope(section: tuple[int, ...], head_dim: int, head_key: str, source: str) -> None:
+    """Interleaved MRoPE (spec §4.7) gives frequencies 1, 4, 7, … (section[1] of them) to h and 2, 5, 8, …
+    (section[2]) to w; every other frequency is t's. Those indices must exist among the head_dim/2 frequencies.
+    (The release DiT: (24, 20, 20) over 128 frequencies; Qwen3-VL's text model: the same over 64.)"""
+    if len(section) != 3 or not all(isinstance(s, int) and s >= 0 for s in section):
+        raise ConfigError(f"{source}: 'mrope_section' must be three non-negative ints, got {list(section)}")
+    if head_dim % 2 or 3 * max(section[1], section[2]) > head_dim // 2:
+        raise ConfigError(
+            f"{source}: 'mrope_section' {list(section)} needs {3 * max(section[1], section[2])} rotary frequencies "
+            f"for its h/w axes, but {head_key} {head_dim} has {head_dim // 2} (spec §4.7)"
+        )
+
+
 def _positive(source: str, **values: int | float) -> None:
     for key, value in values.items():
         if value <= 0:
@@ -91,13 +104,7 @@ class DiTConfig:
             rope_theta=cfg.rope_theta,
             norm_eps=cfg.norm_eps,
         )
-        if len(cfg.mrope_section) != 3 or not all(isinstance(s, int) and s >= 0 for s in cfg.mrope_section):
-            raise ConfigError(f"{source}: 'mrope_section' must be three non-negative ints, got {cfg.mrope_section}")
-        if 2 * sum(cfg.mrope_section) != cfg.attention_head_dim:
-            raise ConfigError(
-                f"{source}: 'mrope_section' {list(cfg.mrope_section)} must sum to attention_head_dim/2 = "
-                f"{cfg.attention_head_dim // 2} (spec §4.7)"
-            )
+        _check_mrope(cfg.mrope_section, cfg.attention_head_dim, "attention_head_dim", source)
         if cfg.in_channels % 4:
             raise ConfigError(f"{source}: 'in_channels' ({cfg.in_channels}) must be 4 x the VAE latent channels")
         return cfg
@@ -145,7 +152,9 @@ class TextEncoderConfig:
             raise ConfigError(f"{source}: 'hidden_act' must be 'silu' (Qwen3-VL), got {text.get('hidden_act')!r}")
         if text.get("attention_bias", False):
             raise ConfigError(f"{source}: 'attention_bias' must be false (Qwen3-VL has no attention biases)")
-        head_default = text.get("hidden_size", d.hidden_size) // max(1, text.get("num_attention_heads", 1))
+        head_default = text.get("hidden_size", d.hidden_size) // max(
+            1, text.get("num_attention_heads", d.num_attention_heads)
+        )
         cfg = cls(
             vocab_size=_get(text, "vocab_size", int, d.vocab_size, source),
             hidden_size=_get(text, "hidden_size", int, d.hidden_size, source),
@@ -179,8 +188,7 @@ class TextEncoderConfig:
             )
         if cfg.num_attention_heads % cfg.num_key_value_heads:
             raise ConfigError(f"{source}: 'num_attention_heads' must be a multiple of 'num_key_value_heads'")
-        if 2 * sum(cfg.mrope_section) != cfg.head_dim:
-            raise ConfigError(f"{source}: 'mrope_section' {list(cfg.mrope_section)} must sum to head_dim/2")
+        _check_mrope(cfg.mrope_section, cfg.head_dim, "head_dim", source)
         if cfg.max_position_embeddings < 2048:
             raise ConfigError(f"{source}: 'max_position_embeddings' must cover the 2048-token prompt limit")
         return cfg
