@@ -20,23 +20,43 @@ DEBUG_ENV = "IDEOGRAM_TRT_DEBUG"
 
 
 def _make_tiny(args: argparse.Namespace) -> int:
+    import torch
     from rich.console import Console
 
-    from ideogram_trt.model.tiny import TinySpec, write_tiny_checkpoint
+    from ideogram_trt.model.tiny import COMPONENTS, TinySpec, write_tiny_checkpoint
 
-    spec = TinySpec(
-        seed=args.seed,
-        layers=args.layers,
-        heads=args.heads,
-        head_dim=args.head_dim,
-        intermediate_size=args.intermediate_size,
-        text_hidden=args.text_hidden,
-        latent_channels=args.latent_channels,
-    )
+    widths = {
+        "layers": args.layers,
+        "heads": args.heads,
+        "head_dim": args.head_dim,
+        "intermediate_size": args.intermediate_size,
+        "text_hidden": args.text_hidden,
+        "latent_channels": args.latent_channels,
+    }
+    given = {name: value for name, value in widths.items() if value is not None}
+    if args.config == "release":
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise IdeogramTrtError(f"--config release fixes every width; drop {flags}")
+        spec = TinySpec.release(seed=args.seed)
+    else:
+        spec = TinySpec(seed=args.seed, **given)
+    components = tuple(args.components.split(",")) if args.components else COMPONENTS
+    unknown = sorted(set(components) - set(COMPONENTS))
+    if unknown:
+        raise IdeogramTrtError(f"--components: unknown {', '.join(unknown)} (choose from {', '.join(COMPONENTS)})")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise IdeogramTrtError(f"--device {args.device}: no CUDA device is visible here (use --device cpu)")
     console = Console(stderr=True)
-    with console.status(f"writing a tiny checkpoint to {args.out}"):
-        path = write_tiny_checkpoint(args.out, spec, overwrite=args.overwrite)
-    console.print(f"tiny Ideogram 4 checkpoint (release FP8 layout, seed {args.seed}) written to [bold]{path}[/]")
+    with console.status(f"writing a {args.config} random checkpoint to {args.out}"):
+        path = write_tiny_checkpoint(
+            args.out, spec, overwrite=args.overwrite, components=components, device=args.device
+        )
+    what = "every weight file" if components == COMPONENTS else "weights of " + ", ".join(components)
+    console.print(
+        f"{args.config} random Ideogram 4 checkpoint (release FP8 layout, seed {args.seed}, {what}) "
+        f"written to [bold]{path}[/]"
+    )
     return 0
 
 
@@ -375,12 +395,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tiny.add_argument("out", type=Path, metavar="DIR", help="output folder (must not exist or be empty)")
     tiny.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    tiny.add_argument("--layers", type=int, default=2, help="DiT blocks (release: 34; default 2)")
-    tiny.add_argument("--heads", type=int, default=2, help="DiT attention heads (release: 18; default 2)")
-    tiny.add_argument("--head-dim", type=int, default=32, help="DiT head dim (release: 256; default 32)")
-    tiny.add_argument("--intermediate-size", type=int, default=128, help="DiT SwiGLU width (default 128)")
-    tiny.add_argument("--text-hidden", type=int, default=32, help="text-encoder hidden size (default 32)")
-    tiny.add_argument("--latent-channels", type=int, default=4, help="VAE latent channels (release: 32)")
+    tiny.add_argument(
+        "--config",
+        choices=("tiny", "release"),
+        default="tiny",
+        help="tiny widths (default) or every width of the release: a full-size random checkpoint, ~27 GB",
+    )
+    tiny.add_argument("--layers", type=int, help="DiT blocks (release: 34; tiny default 2)")
+    tiny.add_argument("--heads", type=int, help="DiT attention heads (release: 18; tiny default 2)")
+    tiny.add_argument("--head-dim", type=int, help="DiT head dim (release: 256; tiny default 32)")
+    tiny.add_argument("--intermediate-size", type=int, help="DiT SwiGLU width (release: 12288; tiny default 128)")
+    tiny.add_argument("--text-hidden", type=int, help="text-encoder hidden size (release: 4096; tiny default 32)")
+    tiny.add_argument("--latent-channels", type=int, help="VAE latent channels (release: 32; tiny default 4)")
+    tiny.add_argument(
+        "--components",
+        metavar="LIST",
+        help="comma-separated weight files to write (default: all); configs are always written. Each component "
+        "has its own random stream, so a partial write has the same bytes as a full one",
+    )
+    tiny.add_argument("--device", default="cpu", help="where to draw the random numbers (cuda makes full size quick)")
     tiny.add_argument("--overwrite", action="store_true", help="replace DIR if it exists")
     tiny.set_defaults(handler=_make_tiny)
 

@@ -226,3 +226,31 @@ def test_cli_check_summarizes_a_good_checkpoint(tiny_dir: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "checkpoint OK" in result.stdout and "release" in result.stdout
+
+
+def test_release_spec_is_the_release() -> None:
+    """`make-tiny --config release` writes the released architecture: its configs equal the release defaults
+    (which test_release_configs_validate and the FLOP model tie to spec §3.1, §4.1, §6)."""
+    from ideogram_trt.model.configs import TextEncoderConfig, VAEConfig
+    from ideogram_trt.model.tiny import TinySpec, dit_config, text_encoder_config_json, vae_config_json
+
+    spec = TinySpec.release()
+    spec.validate()
+    assert dit_config(spec) == DiTConfig()
+    te = TextEncoderConfig.from_dict(text_encoder_config_json(spec, spec.vocab_size), "release")
+    assert te == TextEncoderConfig(fp8_weight_only=True)
+    assert VAEConfig.from_dict(vae_config_json(spec), "release") == VAEConfig()
+
+
+def test_partial_make_tiny_writes_the_same_bytes(tmp_path: Path, tiny_dir: Path) -> None:
+    """Each weight file has its own random stream: writing components one at a time (how full size fits a
+    small disk) gives the bytes a full write gives."""
+    from ideogram_trt.cli import main
+
+    out = tmp_path / "vae-only"
+    assert main(["make-tiny", str(out), "--components", "vae"]) == 0
+    assert not (out / DIT_FILE).exists() and (out / "transformer" / "config.json").exists()
+    name = "vae/diffusion_pytorch_model.safetensors"
+    assert (out / name).read_bytes() == (tiny_dir / name).read_bytes()
+    for rel in ("model_index.json", "transformer/config.json", "text_encoder/config.json"):
+        assert (out / rel).read_bytes() == (tiny_dir / rel).read_bytes(), rel

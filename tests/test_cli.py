@@ -49,3 +49,11 @@ def test_make_tiny_rejects_bad_widths(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["make-tiny", str(tmp_path / "t"), "--head-dim", "7"]) == 2
     assert "--head-dim must be even" in capsys.readouterr().err
     assert not (tmp_path / "t").exists()
+
+
+def test_make_tiny_release_config_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["make-tiny", str(tmp_path / "r"), "--config", "release", "--layers", "3"]) == 2
+    assert "--config release fixes every width; drop --layers" in capsys.readouterr().err
+    assert main(["make-tiny", str(tmp_path / "r"), "--components", "transformer,unet"]) == 2
+    assert "--components: unknown unet" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -29,6 +29,7 @@ from ideogram_trt.model.layout import Layout as WeightLayout
 from ideogram_trt.model.tiny_tokenizer import write_tokenizer
 
 DIFFUSERS_VERSION = "0.42.1"
+TOKENIZER_VOCAB = 512  # the offline tokenizer's size; a release-size text encoder keeps its full embedding
 UNCONDITIONAL_MIX = 0.3  # how far the unconditional DiT's weights stray from the conditional one's
 
 
@@ -51,6 +52,31 @@ class TinySpec:
     vae_channels: tuple[int, int, int, int] = (16, 16, 32, 32)
     vae_groups: int = 8
     vocab_size: int = 512
+    dit_mrope: tuple[int, int, int] | None = None  # default: the release's 24:20:20 proportion of head_dim/2
+    text_max_positions: int = 4096
+
+    @classmethod
+    def release(cls, seed: int = 0) -> TinySpec:
+        """Every width of the released model (spec §3.1, §4.1, §6): a full-size random checkpoint."""
+        return cls(
+            seed=seed,
+            layers=34,
+            heads=18,
+            head_dim=256,
+            intermediate_size=12288,
+            adaln_dim=512,
+            text_hidden=4096,
+            text_heads=32,
+            text_kv_heads=8,
+            text_head_dim=128,
+            text_intermediate=12288,
+            latent_channels=32,
+            vae_channels=(128, 256, 512, 512),
+            vae_groups=32,
+            vocab_size=151936,
+            dit_mrope=(24, 20, 20),
+            text_max_positions=262144,
+        )
 
     def validate(self) -> None:
         for name in ("layers", "heads", "head_dim", "intermediate_size", "adaln_dim", "text_hidden", "text_heads"):
@@ -82,7 +108,7 @@ def dit_config(spec: TinySpec) -> DiTConfig:
         intermediate_size=spec.intermediate_size,
         adaln_dim=spec.adaln_dim,
         llm_features_dim=spec.text_hidden * len(TEXT_TAP_LAYERS),
-        mrope_section=mrope_section(spec.head_dim),
+        mrope_section=spec.dit_mrope or mrope_section(spec.head_dim),
     )
 
 
@@ -97,7 +123,7 @@ def text_encoder_config_json(spec: TinySpec, vocab_size: int) -> dict:
         head_dim=spec.text_head_dim,
         intermediate_size=spec.text_intermediate,
         mrope_section=mrope_section(spec.text_head_dim),
-        max_position_embeddings=4096,
+        max_position_embeddings=spec.text_max_positions,
     )
     text_config = {**text.text_config_dict(), "model_type": "qwen3_vl_text", "pad_token_id": None}
     vision_config = {
@@ -185,8 +211,8 @@ def model_index_json() -> dict:
 
 
 def _draw(key: str, want: Expected, gen: torch.Generator) -> torch.Tensor:
-    """One random tensor at an O(1)-activation scale, chosen by what the tensor is."""
-    noise = torch.randn(want.shape, generator=gen, dtype=torch.float32)
+    """One random tensor at an O(1)-activation scale, chosen by what the tensor is (on the generator's device)."""
+    noise = torch.randn(want.shape, generator=gen, dtype=torch.float32, device=gen.device)
     leaf = key.rsplit(".", 1)[-1]
     if want.linear or (leaf == "weight" and len(want.shape) == 4):  # linear or conv kernel
         fan_in = math.prod(want.shape[1:])
@@ -200,37 +226,40 @@ def _draw(key: str, want: Expected, gen: torch.Generator) -> torch.Tensor:
     return 0.5 * noise  # embeddings
 
 
-def random_floats(expected: dict[str, Expected], gen: torch.Generator) -> dict[str, torch.Tensor]:
-    """fp32 tensors for every expected key, in sorted key order (so a seed fixes every value)."""
-    return {key: _draw(key, expected[key], gen) for key in sorted(expected)}
-
-
-def release_storage(floats: dict[str, torch.Tensor], expected: dict[str, Expected]) -> dict[str, torch.Tensor]:
-    """Linears as E4M3 + F32 per-row scale, everything else bf16 (spec §8.1)."""
-    out: dict[str, torch.Tensor] = {}
-    for key, value in floats.items():
-        if expected[key].linear:
-            out[key], out[key + "_scale"] = quantize_rowwise(value)
-        else:
-            out[key] = value.to(torch.bfloat16)
-    return out
-
-
-def correlated(base: dict[str, torch.Tensor], gen: torch.Generator, mix: float) -> dict[str, torch.Tensor]:
-    """A sibling of ``base``: √(1−m²)·base + m·(fresh draw around the same centre), key by key.
+def _sibling(key: str, value: torch.Tensor, gen: torch.Generator, mix: float) -> torch.Tensor:
+    """√(1−m²)·value + m·(a fresh draw around the same centre).
 
     A trained unconditional DiT predicts velocities close to the conditional one; two independent random
     DiTs would not, and guidance 7 would then blow the latents up (v = 7·v_c − 6·v_u).
     """
-    out: dict[str, torch.Tensor] = {}
-    keep = math.sqrt(1.0 - mix * mix)
-    for key in sorted(base):
-        value = base[key]
-        centre = 1.0 if ("norm" in key and key.endswith(".weight")) else 0.0
-        deviation = value - centre
-        fresh = torch.randn(value.shape, generator=gen) * deviation.std().clamp(min=1e-3)
-        out[key] = centre + keep * deviation + mix * fresh
-    return out
+    centre = 1.0 if ("norm" in key and key.endswith(".weight")) else 0.0
+    deviation = value - centre
+    fresh = torch.randn(value.shape, generator=gen, device=gen.device) * deviation.std().clamp(min=1e-3)
+    return centre + math.sqrt(1.0 - mix * mix) * deviation + mix * fresh
+
+
+def _store(out: dict[str, torch.Tensor], key: str, value: torch.Tensor, linear: bool) -> None:
+    """Linears as E4M3 + F32 per-row scale, everything else bf16 (spec §8.1); kept on the CPU."""
+    if linear:
+        weight, scale = quantize_rowwise(value)
+        out[key], out[key + "_scale"] = weight.cpu(), scale.cpu()
+    else:
+        out[key] = value.to(torch.bfloat16).cpu()
+
+
+def random_release_states(
+    expected: dict[str, Expected], gen: torch.Generator, sibling_mix: float | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+    """Release-format tensors for every expected key, drawn one at a time (full size fits: no fp32 copy of the
+    whole model is ever held), plus an optional correlated sibling model; sorted key order fixes every value."""
+    first: dict[str, torch.Tensor] = {}
+    second: dict[str, torch.Tensor] | None = None if sibling_mix is None else {}
+    for key in sorted(expected):
+        value = _draw(key, expected[key], gen)
+        _store(first, key, value, expected[key].linear)
+        if second is not None and sibling_mix is not None:
+            _store(second, key, _sibling(key, value, gen, sibling_mix), expected[key].linear)
+    return first, second
 
 
 def vae_state(config: dict, gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -243,12 +272,24 @@ def vae_state(config: dict, gen: torch.Generator) -> dict[str, torch.Tensor]:
         if key == "bn.num_batches_tracked":
             out[key] = torch.tensor(1000, dtype=torch.int64)
         elif key == "bn.running_mean":
-            out[key] = 0.1 * torch.randn(tensor.shape, generator=gen)
+            out[key] = 0.1 * torch.randn(tensor.shape, generator=gen, device=gen.device)
         elif key == "bn.running_var":
-            out[key] = 0.5 + 1.5 * torch.rand(tensor.shape, generator=gen)
+            out[key] = 0.5 + 1.5 * torch.rand(tensor.shape, generator=gen, device=gen.device)
         else:
             out[key] = _draw(key, Expected(tuple(tensor.shape)), gen)
-    return out
+    return {k: v.cpu() for k, v in out.items()}
+
+
+COMPONENTS = ("transformer", "unconditional_transformer", "text_encoder", "vae")
+
+
+def _generator(spec: TinySpec, stream: int, device: str) -> torch.Generator:
+    """One random stream per weight file, so writing some components gives the same bytes as writing all."""
+    return torch.Generator(device=device).manual_seed(spec.seed * len(COMPONENTS) + stream)
+
+
+def _save(state: dict[str, torch.Tensor], path: Path) -> None:
+    save_file(state, str(path), metadata={"format": "pt"})
 
 
 def _write_json(path: Path, value: dict) -> None:
@@ -256,8 +297,17 @@ def _write_json(path: Path, value: dict) -> None:
     path.write_text(json.dumps(value, indent=2) + "\n")
 
 
-def write_tiny_checkpoint(out_dir: str | Path, spec: TinySpec | None = None, overwrite: bool = False) -> Path:
-    """Write a tiny release-layout checkpoint to ``out_dir`` atomically (staged, then renamed into place)."""
+def write_tiny_checkpoint(
+    out_dir: str | Path,
+    spec: TinySpec | None = None,
+    overwrite: bool = False,
+    components: tuple[str, ...] = COMPONENTS,
+    device: str = "cpu",
+) -> Path:
+    """Write a release-layout checkpoint to ``out_dir`` atomically (staged, then renamed into place).
+
+    ``components`` limits which weight files are written (configs are always written), for full-size
+    checkpoints on small disks; ``device`` draws the random numbers there (a GPU makes full size quick)."""
     spec = spec or TinySpec()
     spec.validate()
     target = Path(out_dir)
@@ -266,7 +316,7 @@ def write_tiny_checkpoint(out_dir: str | Path, spec: TinySpec | None = None, ove
     target.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        _write_into(stage, spec)
+        _write_into(stage, spec, components, device)
         if target.exists():
             shutil.rmtree(target)
         stage.rename(target)
@@ -276,34 +326,35 @@ def write_tiny_checkpoint(out_dir: str | Path, spec: TinySpec | None = None, ove
     return target
 
 
-def _write_into(root: Path, spec: TinySpec) -> None:
-    gen = torch.Generator().manual_seed(spec.seed)
-    vocab = write_tokenizer(root / "tokenizer", spec.vocab_size)
+def _write_into(root: Path, spec: TinySpec, components: tuple[str, ...] = COMPONENTS, device: str = "cpu") -> None:
+    vocab = write_tokenizer(root / "tokenizer", min(spec.vocab_size, TOKENIZER_VOCAB))
     dit = dit_config(spec)
-    expected = dit_expected(dit, WeightLayout.RELEASE, conditional=True)
-    conditional = random_floats(expected, gen)
-    unconditional = correlated(conditional, gen, UNCONDITIONAL_MIX)
-    for component, floats in (("transformer", conditional), ("unconditional_transformer", unconditional)):
+    for component in ("transformer", "unconditional_transformer"):
         _write_json(root / component / "config.json", dit.to_dict())
-        state = release_storage(floats, expected)
-        save_file(state, str(root / component / "diffusion_pytorch_model.safetensors"), metadata={"format": "pt"})
+    if {"transformer", "unconditional_transformer"} & set(components):
+        expected = dit_expected(dit, WeightLayout.RELEASE, conditional=True)
+        gen = _generator(spec, 0, device)
+        conditional, unconditional = random_release_states(expected, gen, UNCONDITIONAL_MIX)
+        for component, state in (("transformer", conditional), ("unconditional_transformer", unconditional)):
+            if component in components:
+                _save(state, root / component / "diffusion_pytorch_model.safetensors")
+        del conditional, unconditional
 
-    te_json = text_encoder_config_json(spec, vocab)
+    te_json = text_encoder_config_json(spec, max(vocab, spec.vocab_size))
     _write_json(root / "text_encoder" / "config.json", te_json)
-    te_config = TextEncoderConfig.from_dict(te_json, "tiny text encoder")
-    te_expected = text_encoder_expected(te_config)
-    te_floats = random_floats(te_expected, gen)
-    for key in [k for k in te_floats if k.endswith("embed_tokens.weight")]:
-        te_floats[key] = 2.0 * te_floats[key]  # token embeddings N(0, 1)
-    te_state = release_storage(te_floats, te_expected)
-    save_file(te_state, str(root / "text_encoder" / "model.safetensors"), metadata={"format": "pt"})
+    if "text_encoder" in components:
+        te_config = TextEncoderConfig.from_dict(te_json, "tiny text encoder")
+        te_state, _ = random_release_states(text_encoder_expected(te_config), _generator(spec, 2, device))
+        for key in [k for k in te_state if k.endswith("embed_tokens.weight")]:
+            te_state[key] = (2.0 * te_state[key].float()).to(torch.bfloat16)  # token embeddings N(0, 1)
+        _save(te_state, root / "text_encoder" / "model.safetensors")
+        del te_state
 
     vae_json = vae_config_json(spec)
     VAEConfig.from_dict(vae_json, "tiny vae")
     _write_json(root / "vae" / "config.json", vae_json)
-    save_file(
-        vae_state(vae_json, gen), str(root / "vae" / "diffusion_pytorch_model.safetensors"), metadata={"format": "pt"}
-    )
+    if "vae" in components:
+        _save(vae_state(vae_json, _generator(spec, 3, device)), root / "vae" / "diffusion_pytorch_model.safetensors")
 
     _write_json(root / "scheduler" / "scheduler_config.json", SCHEDULER_CONFIG)
     _write_json(root / "model_index.json", model_index_json())

@@ -1,0 +1,259 @@
+"""Full-size export and TensorRT-RTX build of Ideogram 4 with random weights (issue 7, DESIGN.md §10).
+
+Proves the toolkit at the released size — two 9.28 B-parameter DiTs, the Qwen3-VL-8B text encoder, the FLUX.2
+VAE decoder — and records, per artifact: ONNX size, plan size, export seconds, build seconds and peak host RAM.
+Weights are random (`make-tiny --config release`, drawn on the GPU when there is one): sizes, export and build
+behaviour do not depend on their values. Nothing here executes an engine (no GPU TensorRT on these machines).
+
+Every step runs the project's own CLI in a child process (what users run), timed, with that child's peak RSS
+from wait4(). Results go to WORK/results.json after each step, so an interrupted run resumes where it stopped;
+ONNX and plans are deleted once measured (64 GB of disk holds the 27 GB checkpoint plus one artifact's ONNX and
+plan). The bf16 DiT (for the fp8-wo / bf16 plan-size ratio) comes last: its 18.6 GB ONNX and 18.6 GB plan only
+fit once the checkpoint is deleted, which happens after its export.
+
+    # on the H100 machine (TensorRT-RTX wheels installed; ~20 min):
+    python tools/full_size.py --work /tmp/full --markdown $OUT/full_size.md
+    # a CPU smoke run of every step at tiny widths (what tests would be too slow for):
+    python tools/full_size.py --work /tmp/full-tiny --config tiny --markdown /tmp/full-tiny.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+BUCKETS = "1024x1024,1536x1024,1024x1536"
+COMPUTE_CAPABILITY = "8.9"  # the lowest FP8 target TensorRT-RTX accepts (research/feasibility.md §3)
+# Spec §8.4 weight bytes the plans are checked against. The dit_cond graph leaves llm_cond_proj (53248→4608,
+# E4M3 + F32 scale) to the text encoder (spec §4.9), so its share moves from the DiT to the text encoder.
+LLM_COND_PROJ_FP8 = 53248 * 4608 + 4608 * 4
+SPEC_BYTES = {
+    ("dit_cond", "fp8-wo"): 9_289_722_624 - LLM_COND_PROJ_FP8,
+    ("dit_cond", "fp8"): 9_289_722_624 - LLM_COND_PROJ_FP8,
+    ("dit_uncond", "fp8-wo"): 9_289_722_624 - LLM_COND_PROJ_FP8,
+    ("dit_uncond", "fp8"): 9_289_722_624 - LLM_COND_PROJ_FP8,
+    ("dit_cond", "bf16"): 18_558_576_896 - 2 * 53248 * 4608,
+    ("text_encoder", "fp8-wo"): 8_200_000_000 + LLM_COND_PROJ_FP8,
+}
+
+
+@dataclass(frozen=True)
+class Artifact:
+    graph: str
+    recipe: str
+    frees_checkpoint: bool = False  # delete the checkpoint after exporting (the bf16 DiT needs the disk)
+
+    @property
+    def key(self) -> str:
+        return f"{self.graph}.{self.recipe}"
+
+
+ARTIFACTS = (
+    Artifact("vae_decoder", "fp8-wo"),  # the VAE has no FP8 weights: every recipe exports the same graph
+    Artifact("text_encoder", "fp8-wo"),
+    Artifact("dit_cond", "fp8-wo"),
+    Artifact("dit_uncond", "fp8-wo"),
+    Artifact("dit_cond", "fp8"),
+    Artifact("dit_uncond", "fp8"),
+    Artifact("dit_cond", "bf16", frees_checkpoint=True),
+)
+
+
+@dataclass
+class StepResult:
+    seconds: float
+    peak_rss_gib: float
+    returncode: int
+    log: str
+
+
+def run_step(name: str, args: list[str], logs: Path) -> StepResult:
+    """Run ``python -m ideogram_trt ARGS`` and measure that child alone (wall time, peak RSS from wait4)."""
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"{name}.log"
+    print(f"[{time.strftime('%H:%M:%S')}] {name}: ideogram-trt {' '.join(args)}", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    with log.open("w") as out:
+        child = subprocess.Popen([sys.executable, "-m", "ideogram_trt", *args], stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - start
+    result = StepResult(round(seconds, 1), round(usage.ru_maxrss / 2**20, 2), child.returncode, str(log))
+    state = "ok" if result.returncode == 0 else f"FAILED (exit {result.returncode}); see {log}"
+    print(f"    {seconds:.1f} s, peak RSS {result.peak_rss_gib} GiB: {state}", file=sys.stderr, flush=True)
+    if result.returncode:
+        print("    " + "\n    ".join(log.read_text().splitlines()[-8:]), file=sys.stderr, flush=True)
+    return result
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+class Results:
+    """WORK/results.json: what has been measured so far (a step with a result is not run again)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.data and self.data[key].get("returncode") == 0
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self.data[key] = value
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1) + "\n")
+        tmp.replace(self.path)
+
+
+def make_checkpoint(work: Path, config: str, device: str, results: Results) -> None:
+    if "checkpoint" in results:
+        return
+    step = run_step(
+        "checkpoint",
+        ["make-tiny", str(work / "checkpoint"), "--config", config, "--device", device, "--overwrite"],
+        work / "logs",
+    )
+    sizes = {}
+    if step.returncode == 0:
+        for part in ("transformer", "unconditional_transformer", "text_encoder", "vae"):
+            sizes[part] = folder_bytes(work / "checkpoint" / part)
+    results.put("checkpoint", {**asdict(step), "bytes": sizes})
+
+
+def calibrate(work: Path, device: str, resolution: str, results: Results) -> None:
+    if "calibrate" in results:
+        return
+    dtype = "bf16" if device.startswith("cuda") else "fp32"
+    args = ["calibrate", "--model", str(work / "checkpoint"), "--out", str(work / "calibration.json"), "--limit", "1"]
+    args += ["--resolution", resolution, "--device", device, "--dtype", dtype, "--overwrite"]
+    results.put("calibrate", {**asdict(run_step("calibrate", args, work / "logs")), "device": device, "dtype": dtype})
+
+
+def export_and_build(work: Path, artifact: Artifact, buckets: str, max_text: int, results: Results) -> None:
+    """Export one graph, build its plan, record both, delete both."""
+    onnx_dir, set_dir = work / f"onnx-{artifact.key}", work / f"engines-{artifact.key}"
+    export_key, build_key = f"export:{artifact.key}", f"build:{artifact.key}"
+    if export_key not in results:
+        shutil.rmtree(onnx_dir, ignore_errors=True)
+        args = ["export", "--model", str(work / "checkpoint"), "--out", str(onnx_dir), "--recipe", artifact.recipe]
+        args += ["--components", artifact.graph, "--dtype", "bf16"]
+        if artifact.recipe == "fp8":
+            args += ["--calibration", str(work / "calibration.json")]
+        step = run_step(export_key, args, work / "logs")
+        record: dict[str, Any] = asdict(step)
+        if step.returncode == 0:
+            sidecar = json.loads((onnx_dir / f"{artifact.graph}.json").read_text())
+            record |= {
+                "onnx_bytes": folder_bytes(onnx_dir),
+                "weights_bytes": sidecar["weights_bytes"],
+                "trace_seconds": sidecar["export_seconds"],
+            }
+        results.put(export_key, record)
+        if step.returncode:
+            return
+    if artifact.frees_checkpoint and (work / "checkpoint").exists():
+        shutil.rmtree(work / "checkpoint")
+    if build_key not in results and onnx_dir.exists():
+        shutil.rmtree(set_dir, ignore_errors=True)
+        args = ["build-engines", "--onnx", str(onnx_dir), "--out", str(set_dir), "--flavor", "tensorrt-rtx"]
+        args += ["--compute-capability", COMPUTE_CAPABILITY, "--buckets", buckets, "--components", artifact.graph]
+        args += ["--max-text-tokens", str(max_text), "--recipe", artifact.recipe]
+        step = run_step(build_key, args, work / "logs")
+        record = asdict(step)
+        if step.returncode == 0:
+            manifest = json.loads((set_dir / "manifest.json").read_text())
+            plans = [e for e in manifest["engines"].values() if e["graph"] == artifact.graph]
+            record["plan_bytes"] = sum((set_dir / e["file"]).stat().st_size for e in plans)
+            record["profiles"] = sum(len(e["profiles"]) for e in plans)
+        results.put(build_key, record)
+    shutil.rmtree(onnx_dir, ignore_errors=True)
+    shutil.rmtree(set_dir, ignore_errors=True)
+
+
+def gb(value: float | None) -> str:
+    return "–" if value is None else f"{value / 1e9:.2f}"
+
+
+def markdown(results: Results, config: str) -> str:
+    data = results.data
+    lines = [
+        "| artifact | recipe | ONNX GB | plan GB | plan / spec §8.4 weights | export s (trace s) | export peak RSS GiB "
+        "| build s | build peak RSS GiB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for artifact in ARTIFACTS:
+        export, build = data.get(f"export:{artifact.key}", {}), data.get(f"build:{artifact.key}", {})
+        if not export:
+            continue
+        spec = SPEC_BYTES.get((artifact.graph, artifact.recipe)) if config == "release" else None
+        plan = build.get("plan_bytes")
+        ratio = f"{plan / spec:.3f}" if plan and spec else "–"
+        failed = " (failed)" if export.get("returncode") or build.get("returncode") else ""
+        lines.append(
+            f"| {artifact.graph}{failed} | {artifact.recipe} | {gb(export.get('onnx_bytes'))} | {gb(plan)} | {ratio} "
+            f"| {export.get('seconds', '–')} ({export.get('trace_seconds', '–')}) | {export.get('peak_rss_gib', '–')} "
+            f"| {build.get('seconds', '–')} | {build.get('peak_rss_gib', '–')} |"
+        )
+    wo, bf16 = data.get("build:dit_cond.fp8-wo", {}), data.get("build:dit_cond.bf16", {})
+    if wo.get("plan_bytes") and bf16.get("plan_bytes"):
+        lines.append(f"\nfp8-wo / bf16 dit_cond plan size: **{wo['plan_bytes'] / bf16['plan_bytes']:.3f}**")
+    for key in ("checkpoint", "calibrate"):
+        if key in data:
+            step = data[key]
+            extra = f", {gb(sum(step['bytes'].values()))} GB written" if step.get("bytes") else ""
+            lines.append(f"\n{key}: {step['seconds']} s, peak RSS {step['peak_rss_gib']} GiB{extra}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, required=True, help="scratch folder (needs ~64 GB at release size)")
+    parser.add_argument("--config", choices=("release", "tiny"), default="release")
+    parser.add_argument("--device", default=None, help="where random weights are drawn and calibration runs")
+    parser.add_argument("--buckets", default=None, help=f"default {BUCKETS} (release), 256x256,256x384 (tiny)")
+    parser.add_argument("--only", default=None, help="comma-separated artifact keys, e.g. dit_cond.fp8-wo")
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the table here")
+    args = parser.parse_args()
+
+    import torch  # only to pick the device
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    release = args.config == "release"
+    buckets = args.buckets or (BUCKETS if release else "256x256,256x384")
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    results = Results(work / "results.json")
+    results.data["machine"] = {"cpus": os.cpu_count(), "device": device, "config": args.config, "buckets": buckets}
+
+    make_checkpoint(work, args.config, device, results)
+    if "checkpoint" not in results:
+        return 1
+    calibrate(work, device, "1024x1024" if release else "256x256", results)
+    wanted = set(args.only.split(",")) if args.only else None
+    for artifact in ARTIFACTS:
+        if wanted is None or artifact.key in wanted:
+            if artifact.recipe == "fp8" and "calibrate" not in results:
+                continue
+            if not (work / "checkpoint").exists() and f"export:{artifact.key}" not in results:
+                print(f"{artifact.key}: the checkpoint is gone (freed for bf16); skipped", file=sys.stderr)
+                continue
+            export_and_build(work, artifact, buckets, 2048 if release else 64, results)
+    table = markdown(results, args.config)
+    print(table)
+    if args.markdown:
+        args.markdown.write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
