@@ -31,7 +31,9 @@ class FakeGraph:
 @dataclass
 class FakeCuda:
     memory: dict[int, bytearray] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("malloc", "sync", "capture", "launch"), 0))
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("malloc", "sync", "capture", "launch", "destroy", "event"), 0)
+    )
     _capturing: list[Callable[[], None]] | None = None
     _pointers: Any = field(default_factory=lambda: itertools.count(0x1000, 0x1000))
     _clock: Any = field(default_factory=lambda: itertools.count())
@@ -89,7 +91,12 @@ class FakeCuda:
         for work in graph.work:
             work()
 
+    def destroy_graph(self, graph: FakeGraph) -> None:
+        self.counts["destroy"] += 1
+        graph.work.clear()  # replaying a destroyed graph would now do nothing: tests would see it
+
     def event(self) -> list[int]:
+        self.counts["event"] += 1
         return [0]
 
     def record(self, event: list[int], stream: int) -> None:

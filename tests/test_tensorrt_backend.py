@@ -81,12 +81,30 @@ class TestTensorRTBackendOnAFakeGpu:
         assert cuda.counts["malloc"] == allocations  # nothing allocated per request
         launches = cuda.counts["launch"]
         assert launches == 1 + steps * 3 + 1
+        assert cuda.counts["event"] == steps + 2  # timing events: made once, reused by later requests
 
         pipe(PROMPTS[1], bucket="256x256", preset="V4_TURBO_12", seed=1)
         assert cuda.counts["capture"] == 5  # same shapes: replayed, not captured again
         assert cuda.counts["launch"] == 2 * launches and cuda.counts["sync"] == 4
+        assert cuda.counts["event"] == steps + 2
+        assert pipe._rope.cache_info().hits == 2  # the same RoPE tables (cond and uncond) as the first request
         pipe(PROMPTS[0], bucket="256x256", preset="V4_TURBO_12", seed=1)
         # A new text length: new graphs for the text encoder and the conditional DiT only.
         assert cuda.counts["capture"] == 7
         assert cuda.counts["malloc"] == allocations
         assert len(backend.engines["dit_cond"].graphs) == 2
+
+    def test_evicted_graphs_are_destroyed_and_recaptured(
+        self, engine_sets: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        rtx, _ = engine_sets
+        kwargs = {"bucket": "256x256", "preset": "V4_INSTANT_8", "seed": 5}
+        expected = [fake_tensorrt_pipeline(rtx)[0](prompt, **kwargs).latents for prompt in PROMPTS]
+        monkeypatch.setattr("ideogram_trt.runtime.tensorrt_backend.GRAPHS_PER_ENGINE", 1)
+        pipe, cuda, _ = fake_tensorrt_pipeline(rtx)
+        for _ in range(2):  # two text lengths take turns in a one-graph cache
+            for prompt, latents in zip(PROMPTS, expected, strict=True):
+                assert np.array_equal(pipe(prompt, **kwargs).latents, latents)
+        # Each text-length switch evicts the text encoder's and dit_cond's graph: 3 switches x 2 engines.
+        assert cuda.counts["destroy"] == 6
+        assert all(len(engine.graphs) <= 1 for engine in pipe.backend.engines.values())  # type: ignore[attr-defined]

@@ -116,13 +116,11 @@ class Results:
 
 
 def make_checkpoint(work: Path, config: str, device: str, results: Results) -> None:
+    """The whole checkpoint, even for one artifact: exports validate every component's tensor headers."""
     if "checkpoint" in results:
         return
-    step = run_step(
-        "checkpoint",
-        ["make-tiny", str(work / "checkpoint"), "--config", config, "--device", device, "--overwrite"],
-        work / "logs",
-    )
+    args = ["make-tiny", str(work / "checkpoint"), "--config", config, "--device", device, "--overwrite"]
+    step = run_step("checkpoint", args, work / "logs")
     sizes = {}
     if step.returncode == 0:
         for part in ("transformer", "unconditional_transformer", "text_encoder", "vae"):
@@ -187,9 +185,10 @@ def gb(value: float | None) -> str:
 def markdown(results: Results, config: str) -> str:
     data = results.data
     lines = [
-        "| artifact | recipe | ONNX GB | plan GB | plan / spec §8.4 weights | export s (trace s) | export peak RSS GiB "
+        "| artifact | recipe | ONNX GB | plan GB | plan / spec §8.4 weights | plan / ONNX weights "
+        "| export s (trace s) | export peak RSS GiB "
         "| build s | build peak RSS GiB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for artifact in ARTIFACTS:
         export, build = data.get(f"export:{artifact.key}", {}), data.get(f"build:{artifact.key}", {})
@@ -198,9 +197,12 @@ def markdown(results: Results, config: str) -> str:
         spec = SPEC_BYTES.get((artifact.graph, artifact.recipe)) if config == "release" else None
         plan = build.get("plan_bytes")
         ratio = f"{plan / spec:.3f}" if plan and spec else "–"
+        weights = export.get("weights_bytes")
+        own = f"{plan / weights:.3f}" if plan and weights else "–"
         failed = " (failed)" if export.get("returncode") or build.get("returncode") else ""
         lines.append(
-            f"| {artifact.graph}{failed} | {artifact.recipe} | {gb(export.get('onnx_bytes'))} | {gb(plan)} | {ratio} "
+            f"| {artifact.graph}{failed} | {artifact.recipe} | {gb(export.get('onnx_bytes'))} | {gb(plan)} "
+            f"| {ratio} | {own} "
             f"| {export.get('seconds', '–')} ({export.get('trace_seconds', '–')}) | {export.get('peak_rss_gib', '–')} "
             f"| {build.get('seconds', '–')} | {build.get('peak_rss_gib', '–')} |"
         )
@@ -235,19 +237,22 @@ def main() -> int:
     results = Results(work / "results.json")
     results.data["machine"] = {"cpus": os.cpu_count(), "device": device, "config": args.config, "buckets": buckets}
 
+    wanted = set(args.only.split(",")) if args.only else {a.key for a in ARTIFACTS}
+    if unknown := wanted - {a.key for a in ARTIFACTS}:
+        parser.error(f"--only: unknown {sorted(unknown)}; choose from {', '.join(a.key for a in ARTIFACTS)}")
+    chosen = [a for a in ARTIFACTS if a.key in wanted]
     make_checkpoint(work, args.config, device, results)
     if "checkpoint" not in results:
         return 1
-    calibrate(work, device, "1024x1024" if release else "256x256", results)
-    wanted = set(args.only.split(",")) if args.only else None
-    for artifact in ARTIFACTS:
-        if wanted is None or artifact.key in wanted:
-            if artifact.recipe == "fp8" and "calibrate" not in results:
-                continue
-            if not (work / "checkpoint").exists() and f"export:{artifact.key}" not in results:
-                print(f"{artifact.key}: the checkpoint is gone (freed for bf16); skipped", file=sys.stderr)
-                continue
-            export_and_build(work, artifact, buckets, 2048 if release else 64, results)
+    if any(a.recipe == "fp8" for a in chosen):  # only the fp8 recipe reads activation scales
+        calibrate(work, device, "1024x1024" if release else "256x256", results)
+    for artifact in chosen:
+        if artifact.recipe == "fp8" and "calibrate" not in results:
+            continue
+        if not (work / "checkpoint").exists() and f"export:{artifact.key}" not in results:
+            print(f"{artifact.key}: the checkpoint is gone (freed for bf16); skipped", file=sys.stderr)
+            continue
+        export_and_build(work, artifact, buckets, 2048 if release else 64, results)
     table = markdown(results, args.config)
     print(table)
     if args.markdown:

@@ -31,6 +31,7 @@ class Cuda(Protocol):
     def begin_capture(self, stream: int) -> None: ...
     def end_capture(self, stream: int) -> Any: ...
     def launch(self, graph: Any, stream: int) -> None: ...
+    def destroy_graph(self, graph: Any) -> None: ...
     def event(self) -> Any: ...
     def record(self, event: Any, stream: int) -> None: ...
     def elapsed_ms(self, start: Any, end: Any) -> float: ...
@@ -96,10 +97,16 @@ class CudaRuntime:
 
     def end_capture(self, stream: int) -> Any:
         graph = self._check(self._rt.cudaStreamEndCapture(stream))
-        return self._check(self._rt.cudaGraphInstantiate(graph, 0))
+        try:
+            return self._check(self._rt.cudaGraphInstantiate(graph, 0))
+        finally:  # the executable graph is independent of the captured one
+            self._check(self._rt.cudaGraphDestroy(graph))
 
     def launch(self, graph: Any, stream: int) -> None:
         self._check(self._rt.cudaGraphLaunch(graph, stream))
+
+    def destroy_graph(self, graph: Any) -> None:
+        self._check(self._rt.cudaGraphExecDestroy(graph))
 
     def event(self) -> Any:
         return self._check(self._rt.cudaEventCreate())

@@ -11,6 +11,7 @@ Seeds: the k-th image of a request (prompt-major: all images of the first prompt
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from ideogram_trt.runtime.backend import Backend, DenoiseInputs
 
 BACKENDS = ("onnxruntime", "tensorrt")
 DISTILLED_DEFAULT = PresetName.V4_FAST_20  # checkpoints without an unconditional DiT
+ROPE_CACHE = 256  # (bucket, prompt length) tables kept: computing one at 1024² costs ~40 ms of host time
 
 
 @dataclass
@@ -83,6 +85,7 @@ class Pipeline:
         self._mrope_section = tuple(rope_facts.get("mrope_section", ()))
         self._channels = int(model["latent_channels"])
         self.has_unconditional = bool(model.get("has_unconditional"))
+        self._rope = functools.lru_cache(maxsize=ROPE_CACHE)(self._rope_tables)
 
     @classmethod
     def from_engines(cls, path: str | Path, backend: str | None = None, env: RuntimeEnv | None = None) -> Pipeline:
@@ -170,6 +173,18 @@ class Pipeline:
 
     # --- generation -------------------------------------------------------------------------------------------
 
+    def _rope_tables(self, grid_h: int, grid_w: int, text_length: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """RoPE cos/sin of one sequence: image tokens only (``text_length`` None) or [text | image]. Cached
+        (``self._rope``), so the tables are made read-only: every request shares them."""
+        if text_length is None:
+            positions = rope.image_positions(grid_h, grid_w)
+        else:
+            positions = rope.sequence_positions(text_length, grid_h, grid_w)
+        tables = rope.rope_tables(positions, self._inv_freq, self._mrope_section)
+        for table in tables:
+            table.flags.writeable = False
+        return tables
+
     def __call__(
         self,
         prompt: str | list[str],
@@ -213,13 +228,11 @@ class Pipeline:
         timings.text_encoder = time.perf_counter() - t0
 
         grid_h, grid_w = size.grid
-        uncond_tables = rope.rope_tables(rope.image_positions(grid_h, grid_w), self._inv_freq, self._mrope_section)
+        uncond_tables = self._rope(grid_h, grid_w, None)
         finals, images = [], []
         for index, length in enumerate(batch.lengths):
             rows = hidden[index : index + 1, batch.text_tokens - length :]
-            cond_tables = rope.rope_tables(
-                rope.sequence_positions(length, grid_h, grid_w), self._inv_freq, self._mrope_section
-            )
+            cond_tables = self._rope(grid_h, grid_w, int(length))
             for chunk in _chunks(index * num_images, num_images, self.manifest.max_batch):
                 inputs = DenoiseInputs(
                     latents=noise[chunk],

@@ -118,6 +118,7 @@ class TensorRTBackend:
             for spec in [*engine.entry.inputs, *engine.entry.outputs]:
                 self._bind(name, engine, spec)
         self._staging: dict[str, np.ndarray] = {}
+        self._events: list[Any] = []  # reused by every request (created on first need, never per call)
 
     def device_bytes(self) -> int:
         """Device memory this backend holds: its bound buffers and the shared scratch pool (plans' weights are
@@ -202,7 +203,7 @@ class TensorRTBackend:
             graph = self.cuda.end_capture(self.stream)
             engine.graphs[key] = graph
             while len(engine.graphs) > GRAPHS_PER_ENGINE:
-                engine.graphs.popitem(last=False)
+                self.cuda.destroy_graph(engine.graphs.popitem(last=False)[1])
         else:
             engine.graphs.move_to_end(key)
             if engine.profile != profile:  # replaying needs the context on the graph's profile again
@@ -283,7 +284,9 @@ class TensorRTBackend:
             io.GUIDANCE: (1,),
             io.STEP: (1,),
         }
-        events = [self.cuda.event() for _ in range(schedule.steps + 2)]
+        while len(self._events) < schedule.steps + 2:
+            self._events.append(self.cuda.event())
+        events = self._events[: schedule.steps + 2]
         self.cuda.record(events[0], self.stream)
         for j in range(schedule.steps):
             guidance = float(schedule.guidance[j])
