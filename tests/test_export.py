@@ -219,3 +219,20 @@ def test_text_encoder_stays_weight_only_under_fp8(checkpoint) -> None:
     assert len(linears) == 36 * 7 + 1 and all(m.input_scale is None for m in linears)
     a, b = fp8.state_dict(), wo.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k].view(torch.uint8), b[k].view(torch.uint8)) for k in a)
+
+
+@pytest.mark.parametrize("graph", [Graph.DIT_COND, Graph.TEXT_ENCODER])
+def test_fp8_weight_recipes_never_dequantize_the_fp8_weights(checkpoint, graph: Graph, monkeypatch) -> None:
+    """fp8-wo and fp8 keep the stored E4M3 bytes, so building their module must not make a float copy of any FP8
+    weight (at full size that copy is 18.6 GB per DiT); bf16 dequantizes every one of them."""
+    from ideogram_trt.export.recipes import QuantPlan
+    from ideogram_trt.model import fp8
+
+    calls = []
+    original = fp8.dequantize_rowwise
+    monkeypatch.setattr(fp8, "dequantize_rowwise", lambda *a: calls.append(1) or original(*a))
+    for recipe in (Recipe.FP8_WO, Recipe.FP8):
+        build_module(checkpoint, graph, recipe, torch.bfloat16, QuantPlan(), None)
+    assert calls == []
+    build_module(checkpoint, graph, Recipe.BF16, torch.bfloat16, QuantPlan(), None)
+    assert len(calls) >= 7  # every FP8 linear of a block, at least
