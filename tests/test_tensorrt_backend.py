@@ -16,6 +16,7 @@ import pytest
 from fake_gpu import FakeCuda, FakeTensorRT
 
 from ideogram_trt.cli import main
+from ideogram_trt.core import rope
 from ideogram_trt.core.manifest import Manifest
 from ideogram_trt.core.tokenization import PromptTokenizer
 from ideogram_trt.runtime import Pipeline
@@ -87,7 +88,13 @@ class TestTensorRTBackendOnAFakeGpu:
         assert cuda.counts["capture"] == 5  # same shapes: replayed, not captured again
         assert cuda.counts["launch"] == 2 * launches and cuda.counts["sync"] == 4
         assert cuda.counts["event"] == steps + 2
-        assert pipe._rope.cache_info().hits == 2  # the same RoPE tables (cond and uncond) as the first request
+        # One image RoPE table per bucket serves both DiTs and every request; the conditional tables built from
+        # it and the text table equal the tables of the whole sequence, bit for bit.
+        assert pipe._image_rope.cache_info().misses == 1
+        for length in (1, 7, pipe.manifest.max_text_tokens):
+            whole = rope.rope_tables(rope.sequence_positions(length, 16, 16), pipe._inv_freq, pipe._mrope_section)
+            for ours, theirs in zip(pipe._cond_tables(16, 16, length), whole, strict=True):
+                assert np.array_equal(ours, theirs)
         pipe(PROMPTS[0], bucket="256x256", preset="V4_TURBO_12", seed=1)
         # A new text length: new graphs for the text encoder and the conditional DiT only.
         assert cuda.counts["capture"] == 7

@@ -680,7 +680,7 @@ def fixed_host_work(manifest: Manifest, bucket: Bucket, text_tokens: int, repeat
     image = np.random.default_rng(0).random((1, bucket.height, bucket.width, 3), dtype=np.float32)
     work: dict[str, Callable[[], object]] = {
         "initial_latents (seeded noise)": lambda: initial_latents(0, 1, bucket.tokens, channels),
-        "rope tables (cond + uncond), first use of a (bucket, text length); cached after": lambda: (
+        "rope tables (cond + uncond) from scratch; the pipeline computes them once per bucket": lambda: (
             rope.rope_tables(rope.image_positions(grid_h, grid_w), inv_freq, section),
             rope.rope_tables(rope.sequence_positions(text_tokens, grid_h, grid_w), inv_freq, section),
         ),

@@ -39,7 +39,6 @@ from ideogram_trt.runtime.backend import Backend, DenoiseInputs
 
 BACKENDS = ("onnxruntime", "tensorrt")
 DISTILLED_DEFAULT = PresetName.V4_FAST_20  # checkpoints without an unconditional DiT
-ROPE_CACHE = 256  # (bucket, prompt length) tables kept: computing one at 1024² costs ~40 ms of host time
 
 
 @dataclass
@@ -85,7 +84,9 @@ class Pipeline:
         self._mrope_section = tuple(rope_facts.get("mrope_section", ()))
         self._channels = int(model["latent_channels"])
         self.has_unconditional = bool(model.get("has_unconditional"))
-        self._rope = functools.lru_cache(maxsize=ROPE_CACHE)(self._rope_tables)
+        # RoPE tables are row-wise in the positions, and image positions do not depend on the text (spec §4.4):
+        # one image table per bucket and one text table serve every request (about 40 ms each at 1024²).
+        self._image_rope = functools.lru_cache(maxsize=None)(self._image_tables)  # keys: the manifest's buckets
 
     @classmethod
     def from_engines(cls, path: str | Path, backend: str | None = None, env: RuntimeEnv | None = None) -> Pipeline:
@@ -173,17 +174,24 @@ class Pipeline:
 
     # --- generation -------------------------------------------------------------------------------------------
 
-    def _rope_tables(self, grid_h: int, grid_w: int, text_length: int | None) -> tuple[np.ndarray, np.ndarray]:
-        """RoPE cos/sin of one sequence: image tokens only (``text_length`` None) or [text | image]. Cached
-        (``self._rope``), so the tables are made read-only: every request shares them."""
-        if text_length is None:
-            positions = rope.image_positions(grid_h, grid_w)
-        else:
-            positions = rope.sequence_positions(text_length, grid_h, grid_w)
-        tables = rope.rope_tables(positions, self._inv_freq, self._mrope_section)
-        for table in tables:
-            table.flags.writeable = False
-        return tables
+    def _image_tables(self, grid_h: int, grid_w: int) -> tuple[np.ndarray, np.ndarray]:
+        """RoPE cos/sin of a bucket's image tokens: the unconditional DiT's tables and the image rows of the
+        conditional one's. Cached, so made read-only: every request shares them."""
+        return _read_only(rope.rope_tables(rope.image_positions(grid_h, grid_w), self._inv_freq, self._mrope_section))
+
+    @functools.cached_property
+    def _text_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """RoPE cos/sin of text positions 0 … max_text_tokens − 1; a prompt of length T uses the first T rows."""
+        positions = rope.text_positions(self.manifest.max_text_tokens)
+        return _read_only(rope.rope_tables(positions, self._inv_freq, self._mrope_section))
+
+    def _cond_tables(self, grid_h: int, grid_w: int, text_length: int) -> tuple[np.ndarray, np.ndarray]:
+        """The [text | image] tables of one conditional sequence: equal, row for row, to computing them from
+        ``rope.sequence_positions``."""
+        image = self._image_rope(grid_h, grid_w)
+        text = self._text_tables
+        cos, sin = (np.concatenate([t[:text_length], i]) for t, i in zip(text, image, strict=True))
+        return cos, sin
 
     def __call__(
         self,
@@ -228,11 +236,11 @@ class Pipeline:
         timings.text_encoder = time.perf_counter() - t0
 
         grid_h, grid_w = size.grid
-        uncond_tables = self._rope(grid_h, grid_w, None)
+        uncond_tables = self._image_rope(grid_h, grid_w)
         finals, images = [], []
         for index, length in enumerate(batch.lengths):
             rows = hidden[index : index + 1, batch.text_tokens - length :]
-            cond_tables = self._rope(grid_h, grid_w, int(length))
+            cond_tables = self._cond_tables(grid_h, grid_w, int(length))
             for chunk in _chunks(index * num_images, num_images, self.manifest.max_batch):
                 inputs = DenoiseInputs(
                     latents=noise[chunk],
@@ -270,6 +278,12 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     """[0, 1] floats → uint8 by round-half-to-even of x·255, as diffusers' ``numpy_to_pil`` does."""
     rounded: np.ndarray = np.round(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
     return rounded
+
+
+def _read_only(tables: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    for table in tables:
+        table.flags.writeable = False
+    return tables
 
 
 def _chunks(start: int, count: int, size: int) -> list[slice]:
