@@ -59,7 +59,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,6 +77,7 @@ from ideogram_trt.core import contracts as io
 from ideogram_trt.core import rope
 from ideogram_trt.core.buckets import Bucket
 from ideogram_trt.core.errors import IdeogramTrtError
+from ideogram_trt.core.gpu import card_lines
 from ideogram_trt.core.manifest import EngineEntry, Manifest, ProfileEntry, ShapeRangeEntry
 from ideogram_trt.core.noise import initial_latents
 from ideogram_trt.core.schedule import PresetName, get_preset
@@ -721,20 +721,12 @@ def package_version(*names: str) -> str | None:
     return None
 
 
-def gpu_name() -> str | None:
-    if shutil.which("nvidia-smi") is None:
-        return None
-    query = ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"]
-    done = subprocess.run(query, capture_output=True, text=True, check=False)
-    return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else None
-
-
 def environment(args: argparse.Namespace, cuda_mode: str) -> dict[str, Any]:
     return {
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
-        "gpu": gpu_name() if cuda_mode == "real" else None,
+        "gpu": ("; ".join(card_lines()) or None) if cuda_mode == "real" else None,
         "platform": platform.platform(),
         "python": platform.python_version(),
         "numpy": np.__version__,

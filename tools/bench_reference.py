@@ -41,9 +41,7 @@ import datetime
 import gc
 import json
 import platform
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -71,6 +69,7 @@ from transformers import AutoTokenizer, Qwen3VLConfig, Qwen3VLModel
 
 from ideogram_trt.core.buckets import Bucket
 from ideogram_trt.core.flops import CARDS, FEATURES, D, dit_flops, request_flops, text_encoder_flops, vae_flops
+from ideogram_trt.core.gpu import card_lines
 from ideogram_trt.core.schedule import Preset, PresetName, get_preset
 from ideogram_trt.model.tiny import TinySpec, dit_config, text_encoder_config_json, vae_config_json
 from ideogram_trt.model.tiny_tokenizer import default_prompts, write_tokenizer
@@ -573,14 +572,6 @@ def composed(results: dict[str, Any], preset: Preset, sizes: Sizes) -> dict[str,
 # Environment and report
 
 
-def nvidia_smi() -> str | None:
-    if shutil.which("nvidia-smi") is None:
-        return None
-    query = "--query-gpu=name,driver_version,clocks.max.sm,power.limit"
-    done = subprocess.run(["nvidia-smi", query, "--format=csv,noheader"], capture_output=True, text=True, check=False)
-    return done.stdout.strip() or None
-
-
 def environment(device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
     env: dict[str, Any] = {
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -604,7 +595,7 @@ def environment(device: torch.device, args: argparse.Namespace) -> dict[str, Any
             "sms": props.multi_processor_count,
             "gpu_memory_gib": props.total_memory / GIB,
             "capability": f"{props.major}.{props.minor}",
-            "nvidia_smi": nvidia_smi(),
+            "nvidia_smi": "; ".join(card_lines()) or None,
         }
     return env
 

@@ -37,3 +37,17 @@ def visible_gpus() -> list[GpuInfo]:
             memory = int(parts[3]) if parts[3].isdigit() else 0
             gpus.append(GpuInfo(int(parts[0]), parts[1], parts[2], memory))
     return gpus
+
+
+def card_lines() -> list[str]:
+    """One line per GPU for benchmark records: name, driver, max SM clock and power limit, as nvidia-smi
+    prints them (the card line BENCHMARKS.md asks for). Empty without a driver."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    query = "--query-gpu=name,driver_version,clocks.max.sm,power.limit"
+    try:
+        result = subprocess.run([smi, query, "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return result.stdout.strip().splitlines() if result.returncode == 0 else []
