@@ -55,7 +55,6 @@ import argparse
 import dataclasses
 import datetime
 import hashlib
-import importlib.metadata
 import json
 import os
 import platform
@@ -78,6 +77,7 @@ from ideogram_trt.core import rope
 from ideogram_trt.core.buckets import Bucket
 from ideogram_trt.core.errors import IdeogramTrtError
 from ideogram_trt.core.gpu import card_lines
+from ideogram_trt.core.host import cpu_model, package_version
 from ideogram_trt.core.manifest import EngineEntry, Manifest, ProfileEntry, ShapeRangeEntry
 from ideogram_trt.core.noise import initial_latents
 from ideogram_trt.core.schedule import PresetName, get_preset
@@ -700,25 +700,6 @@ def fixed_host_work(manifest: Manifest, bucket: Bucket, text_tokens: int, repeat
 
 # ---------------------------------------------------------------------------------------------------------------
 # Environment and output
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def package_version(*names: str) -> str | None:
-    for name in names:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
 
 
 def environment(args: argparse.Namespace, cuda_mode: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from ideogram_trt.core.gpu import card_lines
+from ideogram_trt.core.host import cpu_model, memory_gib, package_version
 
 BUCKETS = "1024x1024,1536x1024,1024x1536"
 COMPUTE_CAPABILITY = "8.9"  # the lowest FP8 target TensorRT-RTX accepts (research/feasibility.md §3)
@@ -182,9 +186,19 @@ def gb(value: float | None) -> str:
     return "–" if value is None else f"{value / 1e9:.2f}"
 
 
+def machine_line(machine: dict[str, Any]) -> str:
+    packages = ", ".join(f"{name} {version}" for name, version in machine.get("packages", {}).items() if version)
+    gpu = f"; the machine's GPU: {machine['gpu']}" if machine.get("gpu") else ""
+    return (
+        f"*{machine.get('date_utc', '?')}. {machine.get('cpu', '?')}, {machine.get('cpus', '?')} cores, "
+        f"{machine.get('memory_gib', '?')} GiB RAM{gpu}. Python {machine.get('python', '?')}, {packages}.*"
+    )
+
+
 def markdown(results: Results, config: str) -> str:
     data = results.data
-    lines = [
+    lines = [machine_line(data["machine"]), ""] if "machine" in data else []
+    lines += [
         "| artifact | recipe | ONNX GB | plan GB | plan / spec §8.4 weights | plan / ONNX weights "
         "| export s (trace s) | export peak RSS GiB "
         "| build s | build peak RSS GiB |",
@@ -206,15 +220,46 @@ def markdown(results: Results, config: str) -> str:
             f"| {export.get('seconds', '–')} ({export.get('trace_seconds', '–')}) | {export.get('peak_rss_gib', '–')} "
             f"| {build.get('seconds', '–')} | {build.get('peak_rss_gib', '–')} |"
         )
-    wo, bf16 = data.get("build:dit_cond.fp8-wo", {}), data.get("build:dit_cond.bf16", {})
-    if wo.get("plan_bytes") and bf16.get("plan_bytes"):
-        lines.append(f"\nfp8-wo / bf16 dit_cond plan size: **{wo['plan_bytes'] / bf16['plan_bytes']:.3f}**")
+    bf16 = data.get("build:dit_cond.bf16", {}).get("plan_bytes")
+    for recipe in ("fp8-wo", "fp8"):
+        fp8 = data.get(f"build:dit_cond.{recipe}", {}).get("plan_bytes")
+        if fp8 and bf16:
+            lines.append(f"\n{recipe} / bf16 dit_cond plan size: **{fp8 / bf16:.3f}**")
     for key in ("checkpoint", "calibrate"):
         if key in data:
             step = data[key]
             extra = f", {gb(sum(step['bytes'].values()))} GB written" if step.get("bytes") else ""
             lines.append(f"\n{key}: {step['seconds']} s, peak RSS {step['peak_rss_gib']} GiB{extra}")
     return "\n".join(lines) + "\n"
+
+
+def machine(device: str, config: str, buckets: str) -> dict[str, Any]:
+    """Where and with what the run happened: exports and builds are host-CPU work, so the CPU, its RAM and the
+    package versions matter; the card line only says which machine that host belonged to."""
+    return {
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": cpu_model(),
+        "cpus": os.cpu_count(),
+        "memory_gib": memory_gib(),
+        "gpu": "; ".join(card_lines()) or None,
+        "python": platform.python_version(),
+        "packages": {
+            name: package_version(*dists)
+            for name, dists in {
+                "torch": ("torch",),
+                "onnx": ("onnx",),
+                "onnxscript": ("onnxscript",),
+                "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
+                "transformers": ("transformers",),
+                "diffusers": ("diffusers",),
+                "tensorrt_rtx": ("tensorrt-rtx-cu13-bindings", "tensorrt-rtx-cu13", "tensorrt-rtx"),
+                "ideogram_trt": ("ideogram-trt",),
+            }.items()
+        },
+        "device": device,
+        "config": config,
+        "buckets": buckets,
+    }
 
 
 def main() -> int:
@@ -235,7 +280,7 @@ def main() -> int:
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     results = Results(work / "results.json")
-    results.data["machine"] = {"cpus": os.cpu_count(), "device": device, "config": args.config, "buckets": buckets}
+    results.data["machine"] = machine(device, args.config, buckets)
 
     wanted = set(args.only.split(",")) if args.only else {a.key for a in ARTIFACTS}
     if unknown := wanted - {a.key for a in ARTIFACTS}:

@@ -7,6 +7,7 @@ Results are what this machine measured with this backend — ONNX Runtime on a C
 
 from __future__ import annotations
 
+import os
 import platform
 import resource
 import statistics
@@ -20,6 +21,7 @@ from ideogram_trt import __version__
 from ideogram_trt.core.buckets import Bucket
 from ideogram_trt.core.flops import CARDS, RequestFlops, request_flops
 from ideogram_trt.core.gpu import visible_gpus
+from ideogram_trt.core.host import cpu_model
 from ideogram_trt.core.schedule import get_preset
 
 DEFAULT_PROMPT = (
@@ -58,8 +60,8 @@ def machine_line() -> dict[str, Any]:
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "host": platform.node(),
-        "cpu": platform.processor() or platform.machine(),
-        "cores": __import__("os").cpu_count(),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
         "gpus": [f"{g.name} (sm {g.compute_capability}, {g.memory_mib} MiB)" for g in gpus],
         "ideogram_trt": __version__,
         "python": platform.python_version(),
