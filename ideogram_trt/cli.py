@@ -23,6 +23,7 @@ def _make_tiny(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
 
+    from ideogram_trt.core.progress import LabelledBars
     from ideogram_trt.model.tiny import COMPONENTS, TinySpec, write_tiny_checkpoint
 
     widths = {
@@ -48,9 +49,9 @@ def _make_tiny(args: argparse.Namespace) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise IdeogramTrtError(f"--device {args.device}: no CUDA device is visible here (use --device cpu)")
     console = Console(stderr=True)
-    with console.status(f"writing a {args.config} random checkpoint to {args.out}"):
+    with LabelledBars() as bars:  # one bar per weight file: tensors drawn and written
         path = write_tiny_checkpoint(
-            args.out, spec, overwrite=args.overwrite, components=components, device=args.device
+            args.out, spec, overwrite=args.overwrite, components=components, device=args.device, progress=bars.update
         )
     what = "every weight file" if components == COMPONENTS else "weights of " + ", ".join(components)
     console.print(

@@ -254,3 +254,52 @@ def test_partial_make_tiny_writes_the_same_bytes(tmp_path: Path, tiny_dir: Path)
     assert (out / name).read_bytes() == (tiny_dir / name).read_bytes()
     for rel in ("model_index.json", "transformer/config.json", "text_encoder/config.json"):
         assert (out / rel).read_bytes() == (tiny_dir / rel).read_bytes(), rel
+
+    # The unconditional DiT alone: drawn alongside the conditional one (one stream), written alone.
+    out = tmp_path / "uncond-only"
+    assert main(["make-tiny", str(out), "--components", "unconditional_transformer"]) == 0
+    name = "unconditional_transformer/diffusion_pytorch_model.safetensors"
+    assert not (out / DIT_FILE).exists()
+    assert (out / name).read_bytes() == (tiny_dir / name).read_bytes()
+
+
+def test_streamed_safetensors_read_back_exactly(tmp_path: Path) -> None:
+    """make-tiny's streaming writer against safetensors' own reader: every dtype of the release, odd sizes
+    (unaligned offsets), a scalar and an empty tensor."""
+    from ideogram_trt.model.safetensors_stream import SafetensorsStream
+
+    gen = torch.Generator().manual_seed(0)
+    tensors = {
+        "linear.weight": torch.randn(7, 5, generator=gen).to(torch.float8_e4m3fn),
+        "linear.weight_scale": torch.rand(7, generator=gen),
+        "norm.weight": torch.randn(3, generator=gen).to(torch.bfloat16),
+        "vae.weight": torch.randn(2, 3, 1, 1, generator=gen),
+        "half": torch.randn(5, generator=gen).to(torch.float16),
+        "count": torch.tensor(1000, dtype=torch.int64),
+        "empty": torch.zeros(0, 4),
+        "strided": torch.randn(4, 6, generator=gen).t(),
+    }
+    path = tmp_path / "streamed.safetensors"
+    with SafetensorsStream(path, len(tensors), max(map(len, tensors)), metadata={"format": "pt"}) as out:
+        for name, tensor in tensors.items():
+            out.add(name, tensor)
+    back = load_file(str(path))
+    assert back.keys() == tensors.keys()
+    for name, tensor in tensors.items():
+        assert back[name].dtype == tensor.dtype and back[name].shape == tensor.shape, name
+        assert torch.equal(back[name].reshape(-1).view(torch.uint8), tensor.reshape(-1).view(torch.uint8)), name
+    with safe_open(str(path), "pt") as handle:
+        assert handle.metadata() == {"format": "pt"}
+
+
+def test_streamed_safetensors_refuses_an_undersized_header(tmp_path: Path) -> None:
+    from ideogram_trt.model.safetensors_stream import SafetensorsStream
+
+    out = SafetensorsStream(tmp_path / "x.safetensors", max_tensors=1, max_name=1)
+    for k in range(20):
+        out.add(f"tensor_{k}", torch.zeros(1))
+    with pytest.raises(ValueError, match="header needs"):
+        out.close()
+    with SafetensorsStream(tmp_path / "y.safetensors", 1, 1) as again, pytest.raises(ValueError, match="twice"):
+        again.add("a", torch.zeros(1))
+        again.add("a", torch.zeros(1))

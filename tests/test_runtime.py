@@ -160,3 +160,22 @@ class TestOnnxRuntimeEngineSets:
             result.stderr.strip().splitlines()[-1].startswith("error: 1000x1000: height 1000 is not a multiple of 16")
         )
         assert not (tmp_path / "x.png").exists()
+
+
+def test_uint8_conversion_matches_diffusers() -> None:
+    """Against diffusers' own postprocess (clamp to [0, 1], then ``numpy_to_pil``), on values that straddle
+    every rounding boundary and the clamp."""
+    from diffusers.image_processor import VaeImageProcessor
+
+    from ideogram_trt.runtime.pipeline import to_uint8
+
+    rng = np.random.default_rng(0)
+    boundaries = (np.arange(256, dtype=np.float32) + 0.5) / 255.0  # k + ½ after scaling: half-to-even ties
+    values = np.concatenate([rng.uniform(-0.2, 1.2, 3 * 64 * 64 - 256).astype(np.float32), boundaries])
+    images = values.reshape(1, 64, 64, 3)
+    expected = np.stack(
+        [np.asarray(p) for p in VaeImageProcessor.numpy_to_pil(torch.from_numpy(images).clamp(0, 1).numpy())]
+    )
+    got = to_uint8(images)
+    assert got.dtype == np.uint8 and np.array_equal(got, expected)
+    assert np.array_equal(images, values.reshape(1, 64, 64, 3))  # the input is not modified

@@ -15,7 +15,10 @@ import json
 import math
 import shutil
 import tempfile
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -26,6 +29,7 @@ from ideogram_trt.model.configs import TEXT_TAP_LAYERS, DiTConfig, TextEncoderCo
 from ideogram_trt.model.fp8 import quantize_rowwise
 from ideogram_trt.model.layout import Expected, dit_expected, text_encoder_expected
 from ideogram_trt.model.layout import Layout as WeightLayout
+from ideogram_trt.model.safetensors_stream import SafetensorsStream
 from ideogram_trt.model.tiny_tokenizer import write_tokenizer
 
 DIFFUSERS_VERSION = "0.42.1"
@@ -238,37 +242,63 @@ def _sibling(key: str, value: torch.Tensor, gen: torch.Generator, mix: float) ->
     return centre + math.sqrt(1.0 - mix * mix) * deviation + mix * fresh
 
 
-def _store(out: dict[str, torch.Tensor], key: str, value: torch.Tensor, linear: bool) -> None:
-    """Linears as E4M3 + F32 per-row scale, everything else bf16 (spec §8.1); kept on the CPU."""
+Sink = Callable[[str, torch.Tensor], None]  # takes one finished release-format tensor
+Progress = Callable[[str, int, int], None]  # (what is being written, tensors done, tensors in it)
+
+
+def _store(sink: Sink, key: str, value: torch.Tensor, linear: bool) -> None:
+    """Linears as E4M3 + F32 per-row scale, everything else bf16 (spec §8.1); handed over on the CPU."""
     if linear:
         weight, scale = quantize_rowwise(value)
-        out[key], out[key + "_scale"] = weight.cpu(), scale.cpu()
+        sink(key, weight.cpu())
+        sink(key + "_scale", scale.cpu())
     else:
-        out[key] = value.to(torch.bfloat16).cpu()
+        sink(key, value.to(torch.bfloat16).cpu())
 
 
-def random_release_states(
-    expected: dict[str, Expected], gen: torch.Generator, sibling_mix: float | None = None
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
-    """Release-format tensors for every expected key, drawn one at a time (full size fits: no fp32 copy of the
-    whole model is ever held), plus an optional correlated sibling model; sorted key order fixes every value."""
-    first: dict[str, torch.Tensor] = {}
-    second: dict[str, torch.Tensor] | None = None if sibling_mix is None else {}
+def draw_release_states(
+    expected: dict[str, Expected],
+    gen: torch.Generator,
+    first: Sink,
+    sibling: Sink | None = None,
+    sibling_mix: float = UNCONDITIONAL_MIX,
+    scale: Callable[[str], float] | None = None,
+    tick: Callable[[], None] | None = None,
+) -> None:
+    """Release-format tensors for every expected key, drawn one at a time and handed to ``first`` (so a
+    full-size model never sits in memory: no fp32 copy, no whole state), plus a correlated sibling model for
+    ``sibling``; sorted key order fixes every value. ``scale(key)`` multiplies a draw before it is stored;
+    ``tick()`` follows each key."""
     for key in sorted(expected):
         value = _draw(key, expected[key], gen)
+        if scale is not None:
+            value = scale(key) * value
         _store(first, key, value, expected[key].linear)
-        if second is not None and sibling_mix is not None:
-            _store(second, key, _sibling(key, value, gen, sibling_mix), expected[key].linear)
-    return first, second
+        if sibling is not None:
+            _store(sibling, key, _sibling(key, value, gen, sibling_mix), expected[key].linear)
+        if tick is not None:
+            tick()
 
 
-def vae_state(config: dict, gen: torch.Generator) -> dict[str, torch.Tensor]:
+def _discard(key: str, tensor: torch.Tensor) -> None:
+    """A sink for the model that is drawn (to keep the random stream) but not written."""
+
+
+def _stream(path: Path, expected: dict[str, Expected]) -> SafetensorsStream:
+    """A streaming writer sized for ``expected`` (a linear becomes two tensors: weight and weight_scale)."""
+    longest = max(len(key) for key in expected) + len("_scale")
+    return SafetensorsStream(path, 2 * len(expected), longest, metadata={"format": "pt"})
+
+
+def vae_state(config: dict, gen: torch.Generator, progress: Callable[[int, int], None] | None = None) -> dict:
+    """The fp32 VAE state (0.34 GB at full size: kept whole). ``progress(done, total)`` follows each tensor."""
     from diffusers import AutoencoderKLFlux2
 
     with torch.device("meta"):
         model = AutoencoderKLFlux2.from_config(config)
     out: dict[str, torch.Tensor] = {}
-    for key, tensor in sorted(model.state_dict().items()):
+    items = sorted(model.state_dict().items())
+    for done, (key, tensor) in enumerate(items, 1):
         if key == "bn.num_batches_tracked":
             out[key] = torch.tensor(1000, dtype=torch.int64)
         elif key == "bn.running_mean":
@@ -277,6 +307,8 @@ def vae_state(config: dict, gen: torch.Generator) -> dict[str, torch.Tensor]:
             out[key] = 0.5 + 1.5 * torch.rand(tensor.shape, generator=gen, device=gen.device)
         else:
             out[key] = _draw(key, Expected(tuple(tensor.shape)), gen)
+        if progress is not None:
+            progress(done, len(items))
     return {k: v.cpu() for k, v in out.items()}
 
 
@@ -303,11 +335,13 @@ def write_tiny_checkpoint(
     overwrite: bool = False,
     components: tuple[str, ...] = COMPONENTS,
     device: str = "cpu",
+    progress: Progress | None = None,
 ) -> Path:
     """Write a release-layout checkpoint to ``out_dir`` atomically (staged, then renamed into place).
 
     ``components`` limits which weight files are written (configs are always written), for full-size
-    checkpoints on small disks; ``device`` draws the random numbers there (a GPU makes full size quick)."""
+    checkpoints on small disks; ``device`` draws the random numbers there (a GPU makes full size quick);
+    ``progress(what, done, total)`` follows every tensor written."""
     spec = spec or TinySpec()
     spec.validate()
     target = Path(out_dir)
@@ -316,7 +350,7 @@ def write_tiny_checkpoint(
     target.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        _write_into(stage, spec, components, device)
+        _write_into(stage, spec, components, device, progress)
         if target.exists():
             shutil.rmtree(target)
         stage.rename(target)
@@ -326,35 +360,61 @@ def write_tiny_checkpoint(
     return target
 
 
-def _write_into(root: Path, spec: TinySpec, components: tuple[str, ...] = COMPONENTS, device: str = "cpu") -> None:
+def _ticker(progress: Progress | None, what: str, total: int) -> Callable[[], None] | None:
+    if progress is None:
+        return None
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        progress(what, done, total)
+
+    return tick
+
+
+def _write_into(
+    root: Path, spec: TinySpec, components: tuple[str, ...], device: str, progress: Progress | None = None
+) -> None:
     vocab = write_tokenizer(root / "tokenizer", min(spec.vocab_size, TOKENIZER_VOCAB))
     dit = dit_config(spec)
     for component in ("transformer", "unconditional_transformer"):
         _write_json(root / component / "config.json", dit.to_dict())
     if {"transformer", "unconditional_transformer"} & set(components):
+        # One random stream draws both DiTs (the unconditional one is correlated key by key), so both are
+        # always drawn; each requested one streams to its file as it is drawn.
         expected = dit_expected(dit, WeightLayout.RELEASE, conditional=True)
-        gen = _generator(spec, 0, device)
-        conditional, unconditional = random_release_states(expected, gen, UNCONDITIONAL_MIX)
-        for component, state in (("transformer", conditional), ("unconditional_transformer", unconditional)):
-            if component in components:
-                _save(state, root / component / "diffusion_pytorch_model.safetensors")
-        del conditional, unconditional
+        with ExitStack() as files:
+            sinks: list[Sink] = []
+            for name in ("transformer", "unconditional_transformer"):
+                path = root / name / "diffusion_pytorch_model.safetensors"
+                sinks.append(files.enter_context(_stream(path, expected)).add if name in components else _discard)
+            what = " + ".join(name for name in ("transformer", "unconditional_transformer") if name in components)
+            tick = _ticker(progress, what, len(expected))
+            draw_release_states(expected, _generator(spec, 0, device), *sinks, tick=tick)
 
     te_json = text_encoder_config_json(spec, max(vocab, spec.vocab_size))
     _write_json(root / "text_encoder" / "config.json", te_json)
     if "text_encoder" in components:
         te_config = TextEncoderConfig.from_dict(te_json, "tiny text encoder")
-        te_state, _ = random_release_states(text_encoder_expected(te_config), _generator(spec, 2, device))
-        for key in [k for k in te_state if k.endswith("embed_tokens.weight")]:
-            te_state[key] = (2.0 * te_state[key].float()).to(torch.bfloat16)  # token embeddings N(0, 1)
-        _save(te_state, root / "text_encoder" / "model.safetensors")
-        del te_state
+        expected = text_encoder_expected(te_config)
+
+        def embeddings_at_unit_scale(key: str) -> float:  # token embeddings N(0, 1), not _draw's N(0, ¼)
+            return 2.0 if key.endswith("embed_tokens.weight") else 1.0
+
+        with _stream(root / "text_encoder" / "model.safetensors", expected) as out:
+            tick = _ticker(progress, "text_encoder", len(expected))
+            draw_release_states(
+                expected, _generator(spec, 2, device), out.add, scale=embeddings_at_unit_scale, tick=tick
+            )
 
     vae_json = vae_config_json(spec)
     VAEConfig.from_dict(vae_json, "tiny vae")
     _write_json(root / "vae" / "config.json", vae_json)
     if "vae" in components:
-        _save(vae_state(vae_json, _generator(spec, 3, device)), root / "vae" / "diffusion_pytorch_model.safetensors")
+        vae_progress = None if progress is None else partial(progress, "vae")
+        state = vae_state(vae_json, _generator(spec, 3, device), vae_progress)
+        _save(state, root / "vae" / "diffusion_pytorch_model.safetensors")
 
     _write_json(root / "scheduler" / "scheduler_config.json", SCHEDULER_CONFIG)
     _write_json(root / "model_index.json", model_index_json())
