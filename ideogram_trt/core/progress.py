@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
+from typing import TypeVar
 
 from rich.console import Console
 from rich.progress import (
@@ -22,6 +23,7 @@ from rich.progress import (
 )
 
 console = Console(stderr=True)
+_Self = TypeVar("_Self", bound="_Live")
 
 
 @contextmanager
@@ -36,24 +38,19 @@ def stage(message: str, quiet: bool = False) -> Iterator[None]:
     console.print(f"{message} [dim]done in {time.perf_counter() - start:.1f}s[/]")
 
 
-class StepBar:
-    """A counted progress bar: ``with StepBar("calibrating", total) as bar: ... bar.advance()``."""
+def _bars(quiet: bool, with_eta: bool) -> Progress:
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    if with_eta:
+        columns.append(TimeRemainingColumn())
+    return Progress(*columns, console=console, disable=quiet)
 
-    def __init__(self, description: str, total: int, quiet: bool = False) -> None:
-        self.description = description
-        self.total = total
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            disable=quiet,
-        )
-        self._task = self._progress.add_task(description, total=total)
 
-    def __enter__(self) -> StepBar:
+class _Live:
+    """Enters and leaves a rich ``Progress`` display: ``with`` any subclass."""
+
+    _progress: Progress
+
+    def __enter__(self: _Self) -> _Self:
         self._progress.__enter__()
         return self
 
@@ -61,6 +58,16 @@ class StepBar:
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self._progress.__exit__(kind, value, traceback)
+
+
+class StepBar(_Live):
+    """A counted progress bar: ``with StepBar("calibrating", total) as bar: ... bar.advance()``."""
+
+    def __init__(self, description: str, total: int, quiet: bool = False) -> None:
+        self.description = description
+        self.total = total
+        self._progress = _bars(quiet, with_eta=True)
+        self._task = self._progress.add_task(description, total=total)
 
     def advance(self, steps: int = 1) -> None:
         self._progress.advance(self._task, steps)
@@ -72,29 +79,13 @@ class StepBar:
         self._progress.update(self._task, description=description)
 
 
-class LabelledBars:
+class LabelledBars(_Live):
     """One counted bar per label, made when the label first shows up: for work whose parts and sizes are only
     known as it goes (make-tiny's weight files). ``with LabelledBars() as bars: bars.update(label, done, total)``."""
 
     def __init__(self, quiet: bool = False) -> None:
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            disable=quiet,
-        )
+        self._progress = _bars(quiet, with_eta=False)
         self._tasks: dict[str, TaskID] = {}
-
-    def __enter__(self) -> LabelledBars:
-        self._progress.__enter__()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self._progress.__exit__(kind, value, traceback)
 
     def update(self, label: str, done: int, total: int) -> None:
         if label not in self._tasks:
