@@ -49,7 +49,7 @@ def _make_tiny(args: argparse.Namespace) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise IdeogramTrtError(f"--device {args.device}: no CUDA device is visible here (use --device cpu)")
     console = Console(stderr=True)
-    with LabelledBars() as bars:  # one bar per weight file: tensors drawn and written
+    with LabelledBars() as bars:  # one bar per weight file (both DiTs share one): weight keys drawn
         path = write_tiny_checkpoint(
             args.out, spec, overwrite=args.overwrite, components=components, device=args.device, progress=bars.update
         )

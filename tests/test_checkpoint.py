@@ -280,7 +280,7 @@ def test_streamed_safetensors_read_back_exactly(tmp_path: Path) -> None:
         "strided": torch.randn(4, 6, generator=gen).t(),
     }
     path = tmp_path / "streamed.safetensors"
-    with SafetensorsStream(path, len(tensors), max(map(len, tensors)), metadata={"format": "pt"}) as out:
+    with SafetensorsStream(path, tensors, metadata={"format": "pt"}) as out:
         for name, tensor in tensors.items():
             out.add(name, tensor)
     back = load_file(str(path))
@@ -292,14 +292,47 @@ def test_streamed_safetensors_read_back_exactly(tmp_path: Path) -> None:
         assert handle.metadata() == {"format": "pt"}
 
 
-def test_streamed_safetensors_refuses_an_undersized_header(tmp_path: Path) -> None:
+def test_streamed_safetensors_leaves_nothing_behind_on_errors(tmp_path: Path) -> None:
+    """A header that outgrows its room is refused at the tensor that overflows it, not after gigabytes; a
+    failed write deletes its file."""
     from ideogram_trt.model.safetensors_stream import SafetensorsStream
 
-    out = SafetensorsStream(tmp_path / "x.safetensors", max_tensors=1, max_name=1)
-    for k in range(20):
-        out.add(f"tensor_{k}", torch.zeros(1))
-    with pytest.raises(ValueError, match="header needs"):
-        out.close()
-    with SafetensorsStream(tmp_path / "y.safetensors", 1, 1) as again, pytest.raises(ValueError, match="twice"):
-        again.add("a", torch.zeros(1))
-        again.add("a", torch.zeros(1))
+    path = tmp_path / "x.safetensors"
+    with pytest.raises(ValueError, match="outgrows"), SafetensorsStream(path, ["a"]) as out:
+        for k in range(100):
+            out.add(f"a_longer_name_than_reserved_{k}", torch.zeros(1))
+    assert not path.exists()
+    with pytest.raises(ValueError, match="twice"), SafetensorsStream(path, ["a"]) as out:
+        out.add("a", torch.zeros(1))
+        out.add("a", torch.zeros(1))
+    assert not path.exists()
+
+
+def _assert_file_holds(path: Path, drawn: dict[str, torch.Tensor]) -> None:
+    written = load_file(str(path))
+    assert written.keys() == drawn.keys(), path
+    for key, tensor in drawn.items():
+        assert written[key].dtype == tensor.dtype, key
+        assert torch.equal(written[key].reshape(-1).view(torch.uint8), tensor.reshape(-1).view(torch.uint8)), key
+
+
+def test_make_tiny_files_hold_what_was_drawn(tiny_dir: Path) -> None:
+    """The streamed weight files against the same draws collected in memory: every tensor, bit for bit, and
+    nothing else (the writer, not the draw, is under test; safetensors' reader is the oracle)."""
+    from ideogram_trt.model.configs import TextEncoderConfig
+    from ideogram_trt.model.layout import text_encoder_expected
+    from ideogram_trt.model.tiny import TinySpec, _generator, dit_config, draw_release_states, text_encoder_scale
+
+    spec = TinySpec()
+    cond: dict[str, torch.Tensor] = {}
+    uncond: dict[str, torch.Tensor] = {}
+    expected = dit_expected(dit_config(spec), Layout.RELEASE, conditional=True)
+    draw_release_states(expected, _generator(spec, 0, "cpu"), cond.__setitem__, uncond.__setitem__)
+    _assert_file_holds(tiny_dir / DIT_FILE, cond)
+    _assert_file_holds(tiny_dir / "unconditional_transformer" / "diffusion_pytorch_model.safetensors", uncond)
+
+    te: dict[str, torch.Tensor] = {}
+    config = json.loads((tiny_dir / "text_encoder" / "config.json").read_text())
+    expected = text_encoder_expected(TextEncoderConfig.from_dict(config, "tiny text encoder"))
+    draw_release_states(expected, _generator(spec, 2, "cpu"), te.__setitem__, scale=text_encoder_scale)
+    _assert_file_holds(tiny_dir / "text_encoder" / "model.safetensors", te)

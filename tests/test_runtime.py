@@ -173,9 +173,10 @@ def test_uint8_conversion_matches_diffusers() -> None:
     boundaries = (np.arange(256, dtype=np.float32) + 0.5) / 255.0  # k + ½ after scaling: half-to-even ties
     values = np.concatenate([rng.uniform(-0.2, 1.2, 3 * 64 * 64 - 256).astype(np.float32), boundaries])
     images = values.reshape(1, 64, 64, 3)
+    original = images.copy()
     expected = np.stack(
         [np.asarray(p) for p in VaeImageProcessor.numpy_to_pil(torch.from_numpy(images).clamp(0, 1).numpy())]
     )
     got = to_uint8(images)
     assert got.dtype == np.uint8 and np.array_equal(got, expected)
-    assert np.array_equal(images, values.reshape(1, 64, 64, 3))  # the input is not modified
+    assert np.array_equal(images, original)  # the caller's array is not modified

@@ -14,7 +14,7 @@ def cpu_model() -> str:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         pass
     return platform.processor() or platform.machine()
 
@@ -36,6 +36,6 @@ def memory_gib() -> float | None:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
                 return round(int(line.split()[1]) / 2**20, 1)
-    except (OSError, ValueError, IndexError):
+    except (OSError, UnicodeDecodeError, ValueError, IndexError):
         pass
     return None

@@ -1,6 +1,7 @@
-"""Progress display for long work (rich, on stderr): a spinner per stage, a bar for counted steps.
+"""Progress display for long work (rich, on stderr): a spinner per stage (``stage``), a bar for counted steps
+(``StepBar``), one bar per part for work whose parts show up as it goes (``LabelledBars``).
 
-Both print one summary line with the elapsed time when done, so logs keep the timings.
+Each leaves its elapsed time on screen when done (a summary line, or the finished bars), so logs keep the timings.
 """
 
 from __future__ import annotations

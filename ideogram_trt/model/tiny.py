@@ -20,6 +20,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
@@ -116,7 +117,7 @@ def dit_config(spec: TinySpec) -> DiTConfig:
     )
 
 
-def text_encoder_config_json(spec: TinySpec, vocab_size: int) -> dict:
+def text_encoder_config_json(spec: TinySpec, vocab_size: int) -> dict[str, Any]:
     """A Qwen3-VL config (text + a tiny vision tower) with the release's FP8 flag (spec §8.1)."""
     text = TextEncoderConfig(
         vocab_size=vocab_size,
@@ -157,7 +158,7 @@ def text_encoder_config_json(spec: TinySpec, vocab_size: int) -> dict:
     }
 
 
-def vae_config_json(spec: TinySpec) -> dict:
+def vae_config_json(spec: TinySpec) -> dict[str, Any]:
     return {
         "_class_name": "AutoencoderKLFlux2",
         "_diffusers_version": DIFFUSERS_VERSION,
@@ -201,7 +202,7 @@ SCHEDULER_CONFIG = {
 }
 
 
-def model_index_json() -> dict:
+def model_index_json() -> dict[str, Any]:
     return {
         "_class_name": "Ideogram4Pipeline",
         "_diffusers_version": DIFFUSERS_VERSION,
@@ -243,7 +244,7 @@ def _sibling(key: str, value: torch.Tensor, gen: torch.Generator, mix: float) ->
 
 
 Sink = Callable[[str, torch.Tensor], None]  # takes one finished release-format tensor
-Progress = Callable[[str, int, int], None]  # (what is being written, tensors done, tensors in it)
+Progress = Callable[[str, int, int], None]  # (weight files being written, keys drawn, keys in them)
 
 
 def _store(sink: Sink, key: str, value: torch.Tensor, linear: bool) -> None:
@@ -280,22 +281,29 @@ def draw_release_states(
             tick()
 
 
+def text_encoder_scale(key: str) -> float:
+    """Token embeddings N(0, 1), like a trained Qwen3's, rather than ``_draw``'s N(0, ¼) for embeddings."""
+    return 2.0 if key.endswith("embed_tokens.weight") else 1.0
+
+
 def _discard(key: str, tensor: torch.Tensor) -> None:
     """A sink for the model that is drawn (to keep the random stream) but not written."""
 
 
 def _stream(path: Path, expected: dict[str, Expected]) -> SafetensorsStream:
-    """A streaming writer sized for ``expected`` (a linear becomes two tensors: weight and weight_scale)."""
-    longest = max(len(key) for key in expected) + len("_scale")
-    return SafetensorsStream(path, 2 * len(expected), longest, metadata={"format": "pt"})
+    """A streaming writer whose header has room for every key and its ``_scale`` (what a linear becomes)."""
+    names = [name for key in expected for name in (key, key + "_scale")]
+    return SafetensorsStream(path, names, metadata={"format": "pt"})
 
 
-def vae_state(config: dict, gen: torch.Generator, progress: Callable[[int, int], None] | None = None) -> dict:
+def vae_state(
+    config: dict[str, Any], gen: torch.Generator, progress: Callable[[int, int], None] | None = None
+) -> dict[str, torch.Tensor]:
     """The fp32 VAE state (0.34 GB at full size: kept whole). ``progress(done, total)`` follows each tensor."""
     from diffusers import AutoencoderKLFlux2
 
     with torch.device("meta"):
-        model = AutoencoderKLFlux2.from_config(config)
+        model = AutoencoderKLFlux2.from_config(config)  # type: ignore[no-untyped-call]
     out: dict[str, torch.Tensor] = {}
     items = sorted(model.state_dict().items())
     for done, (key, tensor) in enumerate(items, 1):
@@ -324,7 +332,7 @@ def _save(state: dict[str, torch.Tensor], path: Path) -> None:
     save_file(state, str(path), metadata={"format": "pt"})
 
 
-def _write_json(path: Path, value: dict) -> None:
+def _write_json(path: Path, value: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(value, indent=2) + "\n")
 
@@ -341,7 +349,7 @@ def write_tiny_checkpoint(
 
     ``components`` limits which weight files are written (configs are always written), for full-size
     checkpoints on small disks; ``device`` draws the random numbers there (a GPU makes full size quick);
-    ``progress(what, done, total)`` follows every tensor written."""
+    ``progress(what, done, total)`` follows every weight key drawn."""
     spec = spec or TinySpec()
     spec.validate()
     target = Path(out_dir)
@@ -391,22 +399,16 @@ def _write_into(
                 sinks.append(files.enter_context(_stream(path, expected)).add if name in components else _discard)
             what = " + ".join(name for name in ("transformer", "unconditional_transformer") if name in components)
             tick = _ticker(progress, what, len(expected))
-            draw_release_states(expected, _generator(spec, 0, device), *sinks, tick=tick)
+            draw_release_states(expected, _generator(spec, 0, device), sinks[0], sinks[1], tick=tick)
 
     te_json = text_encoder_config_json(spec, max(vocab, spec.vocab_size))
     _write_json(root / "text_encoder" / "config.json", te_json)
     if "text_encoder" in components:
         te_config = TextEncoderConfig.from_dict(te_json, "tiny text encoder")
         expected = text_encoder_expected(te_config)
-
-        def embeddings_at_unit_scale(key: str) -> float:  # token embeddings N(0, 1), not _draw's N(0, ¼)
-            return 2.0 if key.endswith("embed_tokens.weight") else 1.0
-
         with _stream(root / "text_encoder" / "model.safetensors", expected) as out:
             tick = _ticker(progress, "text_encoder", len(expected))
-            draw_release_states(
-                expected, _generator(spec, 2, device), out.add, scale=embeddings_at_unit_scale, tick=tick
-            )
+            draw_release_states(expected, _generator(spec, 2, device), out.add, scale=text_encoder_scale, tick=tick)
 
     vae_json = vae_config_json(spec)
     VAEConfig.from_dict(vae_json, "tiny vae")

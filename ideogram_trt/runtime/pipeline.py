@@ -43,7 +43,8 @@ DISTILLED_DEFAULT = PresetName.V4_FAST_20  # checkpoints without an unconditiona
 
 @dataclass
 class Timings:
-    """Seconds per stage; ``steps`` has one entry per denoising step of every prompt, in order."""
+    """Seconds per stage; ``steps`` has one entry per denoising step of every prompt, in order. ``total`` is the
+    whole call, tokenization and the uint8 conversion included."""
 
     text_encoder: float = 0.0
     steps: list[float] = field(default_factory=list)
@@ -277,8 +278,8 @@ class Pipeline:
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """[0, 1] floats → uint8 by round-half-to-even of x·255, as diffusers' ``numpy_to_pil`` does. In place on one
-    copy: the chained form allocates three 12 MB temporaries per 1024² image and took 8 ms of each request
-    (docs/BENCHMARKS.md §4); the same operations in the same order give the same bytes."""
+    copy: the chained form allocates three 12 MB temporaries per 1024² image (8.0 ms on the H200 machine's host,
+    docs/BENCHMARKS.md §4); the same operations in the same order give the same bytes."""
     scaled = np.clip(images, 0.0, 1.0)
     scaled *= 255.0
     np.rint(scaled, out=scaled)
