@@ -244,7 +244,7 @@ def _generate(args: argparse.Namespace) -> int:
     pipe = Pipeline.from_engines(args.engines, backend=args.backend)
     bucket = pipe.resolve_bucket(args.height, args.width, args.bucket, args.snap)
     plan = pipe.sampling_plan(bucket, args.preset, args.steps, guidance, args.terminal)
-    total = len(prompts) * -(-args.num_images // pipe.manifest.max_batch) * plan.schedule.steps
+    total = pipe.step_reports(plan, len(prompts), args.num_images)
     with StepBar(f"{plan.preset} at {bucket.name}", total) as bar:
         result = pipe(
             prompts,
@@ -329,10 +329,11 @@ def _bench(args: argparse.Namespace) -> int:
     if args.flops:
         if not args.bucket:
             raise IdeogramTrtError("--flops needs --bucket HxW (e.g. 1024x1024)")
+        from ideogram_trt.core.flops import CARDS
         from ideogram_trt.runtime.bench import flop_table
 
-        if args.card not in ("h100",):
-            raise IdeogramTrtError(f"unknown card {args.card!r}: use h100")
+        if args.card not in CARDS:
+            raise IdeogramTrtError(f"unknown card {args.card!r}: use {', '.join(CARDS)}")
         report = flop_table(Bucket.parse(args.bucket), args.preset, args.text_tokens, args.card)
         table = Table(
             title=f"FLOPs per image: {report['bucket']} {report['preset']}, {report['text_tokens']} text tokens"

@@ -96,7 +96,11 @@ class TestOnnxRuntimeEngineSets:
 
     def test_batch_of_prompts_equals_one_by_one(self, bf16_set: Path) -> None:
         pipe = Pipeline.from_engines(bf16_set)
-        both = pipe(PROMPTS, bucket="256x384", preset="V4_INSTANT_8", seed=3)
+        calls: list[int] = []
+        both = pipe(PROMPTS, bucket="256x384", preset="V4_INSTANT_8", seed=3, num_images=1,
+                    on_step=lambda prompt, _step, _s: calls.append(prompt))  # fmt: skip
+        plan = pipe.sampling_plan(both.bucket, "V4_INSTANT_8")
+        assert calls == [0] * 8 + [1] * 8 and pipe.step_reports(plan, 2, 1) == len(calls)  # progress bars' totals
         first = pipe(PROMPTS[0], bucket="256x384", preset="V4_INSTANT_8", seed=3)
         second = pipe(PROMPTS[1], bucket="256x384", preset="V4_INSTANT_8", seed=4)
         assert psnr(both.images[0], first.images[0]) > 60 and psnr(both.images[1], second.images[0]) > 60

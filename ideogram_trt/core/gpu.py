@@ -16,22 +16,22 @@ class GpuInfo:
     memory_mib: int
 
 
-def visible_gpus() -> list[GpuInfo]:
+def _query(fields: str, units: bool = True) -> list[str]:
+    """nvidia-smi's CSV lines for ``--query-gpu=fields``; none without a driver or when the query fails."""
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return []
+    csv = "--format=csv,noheader" if units else "--format=csv,noheader,nounits"
     try:
-        result = subprocess.run(
-            [smi, "--query-gpu=index,name,compute_cap,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        )
+        result = subprocess.run([smi, f"--query-gpu={fields}", csv], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.SubprocessError):
         return []
+    return result.stdout.strip().splitlines() if result.returncode == 0 else []
+
+
+def visible_gpus() -> list[GpuInfo]:
     gpus = []
-    for line in result.stdout.strip().splitlines():
+    for line in _query("index,name,compute_cap,memory.total", units=False):
         parts = [p.strip() for p in line.split(",")]
         if len(parts) == 4 and parts[0].isdigit():
             memory = int(parts[3]) if parts[3].isdigit() else 0
@@ -42,12 +42,4 @@ def visible_gpus() -> list[GpuInfo]:
 def card_lines() -> list[str]:
     """One line per GPU for benchmark records: name, driver, max SM clock and power limit, as nvidia-smi
     prints them (the card line BENCHMARKS.md asks for). Empty without a driver."""
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return []
-    query = "--query-gpu=name,driver_version,clocks.max.sm,power.limit"
-    try:
-        result = subprocess.run([smi, query, "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return result.stdout.strip().splitlines() if result.returncode == 0 else []
+    return _query("name,driver_version,clocks.max.sm,power.limit")

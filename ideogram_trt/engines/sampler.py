@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
@@ -24,7 +25,7 @@ def sampler_model(channels: int) -> onnx.ModelProto:
         return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["B", "N", channels])
 
     scalar = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in (io.GUIDANCE, io.STEP)]
-    one = numpy_helper.from_array(__import__("numpy").ones(1, dtype="float32"), "one")
+    one = numpy_helper.from_array(np.ones(1, dtype=np.float32), "one")
     nodes = [
         helper.make_node("Mul", [io.GUIDANCE, io.VELOCITY_COND], ["guided"], name="sampler/guided"),
         helper.make_node("Sub", ["one", io.GUIDANCE], ["rest"], name="sampler/rest"),

@@ -17,6 +17,9 @@ import numpy as np
 from ideogram_trt.core.buckets import Bucket
 from ideogram_trt.core.schedule import Schedule
 
+# Manifest dtype names → numpy types for host arrays (bfloat16 has none: its bytes travel as float16).
+NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16, "int32": np.int32}
+
 # on_step(step_index, seconds_for_that_step); a GPU backend reports every step after the batch completes.
 StepCallback = Callable[[int, float], None]
 

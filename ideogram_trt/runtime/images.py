@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -28,17 +29,24 @@ def png_metadata(
     return fields
 
 
-def save_png(image: np.ndarray, path: Path, metadata: dict[str, str]) -> Path:
-    """Write ``image`` (uint8 [H, W, 3]) atomically: a reader never sees half a file."""
+def png_bytes(image: np.ndarray, metadata: dict[str, str]) -> bytes:
+    """``image`` (uint8 [H, W, 3]) as PNG, ``metadata`` in iTXt chunks."""
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
     for key, value in metadata.items():
         info.add_itxt(key, value)
+    buffer = io.BytesIO()
+    Image.fromarray(image, "RGB").save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def save_png(image: np.ndarray, path: Path, metadata: dict[str, str]) -> Path:
+    """Write ``image`` (uint8 [H, W, 3]) atomically: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    Image.fromarray(image, "RGB").save(tmp, format="PNG", pnginfo=info)
+    tmp.write_bytes(png_bytes(image, metadata))
     os.replace(tmp, path)
     return path
 

@@ -15,9 +15,7 @@ from ideogram_trt.core import contracts as io
 from ideogram_trt.core.buckets import Bucket
 from ideogram_trt.core.manifest import EngineEntry, Manifest
 from ideogram_trt.core.sampling import denoise
-from ideogram_trt.runtime.backend import DenoiseInputs, Generated, StepCallback
-
-NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16, "int32": np.int32}
+from ideogram_trt.runtime.backend import NUMPY_DTYPES, DenoiseInputs, Generated, StepCallback
 
 
 class OnnxRuntimeBackend:

@@ -173,6 +173,10 @@ class Pipeline:
         )
         return SamplingPlan(chosen.name.value, schedule)
 
+    def step_reports(self, plan: SamplingPlan, prompts: int, num_images: int) -> int:
+        """How often a request calls ``on_step``: every step of every batch of images (progress bars' totals)."""
+        return prompts * len(_chunks(0, num_images, self.manifest.max_batch)) * plan.schedule.steps
+
     # --- generation -------------------------------------------------------------------------------------------
 
     def _image_tables(self, grid_h: int, grid_w: int) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ import numpy as np
 
 from ideogram_trt.core import contracts as io
 from ideogram_trt.core.manifest import EngineEntry, Manifest
-from ideogram_trt.runtime.backend import DenoiseInputs, Generated, StepCallback
+from ideogram_trt.runtime.backend import NUMPY_DTYPES, DenoiseInputs, Generated, StepCallback
 from ideogram_trt.runtime.cuda import Cuda, CudaError, CudaRuntime
 
 if TYPE_CHECKING:
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 GRAPHS_PER_ENGINE = 32  # captured CUDA graphs kept per engine (one per text length in use)
 ITEM_SIZES = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4, "int64": 8}
-NUMPY = {"float32": np.float32, "float16": np.float16, "int32": np.int32}
 # Tensors that several engines share, by engine-contract name: one device buffer each.
 SHARED = {
     io.LATENTS: "latents",
@@ -109,10 +108,10 @@ class TensorRTBackend:
         self.stream = self.cuda.stream()
         self.engines = {e.name: _Engine(self, e, self.runtime, self.module) for e in manifest.engines.values()}
         # One scratch pool for every context: they never run at the same time.
-        scratch = max(engine.scratch_bytes() for engine in self.engines.values())
-        self.scratch = self.cuda.malloc(scratch)
+        self.scratch_bytes = max(engine.scratch_bytes() for engine in self.engines.values())
+        self.scratch = self.cuda.malloc(self.scratch_bytes)
         for engine in self.engines.values():
-            engine.context.set_device_memory(self.scratch, scratch)
+            engine.context.set_device_memory(self.scratch, self.scratch_bytes)
         self.buffers: dict[str, _Binding] = {}
         for name, engine in self.engines.items():
             for spec in [*engine.entry.inputs, *engine.entry.outputs]:
@@ -123,8 +122,7 @@ class TensorRTBackend:
     def device_bytes(self) -> int:
         """Device memory this backend holds: its bound buffers and the shared scratch pool (plans' weights are
         held by TensorRT on top of this)."""
-        scratch = max(engine.scratch_bytes() for engine in self.engines.values())
-        return scratch + sum(binding.nbytes for binding in self.buffers.values())
+        return self.scratch_bytes + sum(binding.nbytes for binding in self.buffers.values())
 
     # --- buffers ------------------------------------------------------------------------------------------------
 
@@ -140,7 +138,7 @@ class TensorRTBackend:
             return "encoded"
         if graph == "sampler" and tensor == io.LATENTS_NEXT:
             return "latents_next"
-        if graph in ("dit_uncond",) and tensor in (io.ROPE_COS, io.ROPE_SIN):
+        if graph == "dit_uncond" and tensor in (io.ROPE_COS, io.ROPE_SIN):
             return f"{tensor}_uncond"
         shared = SHARED.get(tensor)
         return shared or tensor
@@ -174,7 +172,8 @@ class TensorRTBackend:
 
     def _upload(self, buffer: str, array: np.ndarray, staged: str | None = None) -> None:
         binding = self.buffers[buffer]
-        data = np.ascontiguousarray(array, dtype=NUMPY[binding.dtype]) if binding.dtype in NUMPY else array
+        dtype = NUMPY_DTYPES.get(binding.dtype)
+        data = array if dtype is None else np.ascontiguousarray(array, dtype=dtype)
         if data.nbytes > binding.nbytes:
             raise CudaError(f"{buffer}: {data.nbytes} bytes exceed the engines' largest shape ({binding.nbytes})")
         self.cuda.upload(binding.pointer, self._stage(staged or buffer, data), self.stream)
@@ -187,11 +186,7 @@ class TensorRTBackend:
         key = (profile, *sorted(shapes.items()))
         graph = engine.graphs.get(key)
         if graph is None:
-            if engine.profile != profile:
-                engine.context.set_optimization_profile_async(profile, self.stream)
-                engine.profile = profile
-            for name, shape in shapes.items():
-                engine.context.set_input_shape(name, shape)
+            self._select(engine, profile, shapes)
             # One plain enqueue first: it flushes shape-dependent setup that must not land in the graph.
             if not engine.context.execute_async_v3(self.stream):
                 raise CudaError(f"{engine_name}: TensorRT enqueue failed for shapes {shapes}")
@@ -207,11 +202,16 @@ class TensorRTBackend:
         else:
             engine.graphs.move_to_end(key)
             if engine.profile != profile:  # replaying needs the context on the graph's profile again
-                engine.context.set_optimization_profile_async(profile, self.stream)
-                engine.profile = profile
-                for name, shape in shapes.items():
-                    engine.context.set_input_shape(name, shape)
+                self._select(engine, profile, shapes)
         self.cuda.launch(graph, self.stream)
+
+    def _select(self, engine: _Engine, profile: int, shapes: dict[str, tuple[int, ...]]) -> None:
+        """Put the engine's context on ``profile`` with these input shapes."""
+        if engine.profile != profile:
+            engine.context.set_optimization_profile_async(profile, self.stream)
+            engine.profile = profile
+        for name, shape in shapes.items():
+            engine.context.set_input_shape(name, shape)
 
     def _engine_for(self, graph: str, bucket: str | None) -> tuple[str, int]:
         entry = self.manifest.engine_for(graph, bucket)
@@ -234,7 +234,7 @@ class TensorRTBackend:
         return result
 
     def _host_output(self, buffer: str, shape: tuple[int, ...], dtype: str) -> np.ndarray:
-        kind = np.float16 if dtype in ("float16", "bfloat16") else NUMPY[dtype]
+        kind = np.float16 if dtype == "bfloat16" else NUMPY_DTYPES[dtype]
         staged = self._stage(f"out:{buffer}", np.empty(shape, dtype=kind))
         self.cuda.download(staged, self.buffers[buffer].pointer, self.stream)
         if dtype == "bfloat16":  # bf16 has no numpy type: reinterpret the bytes

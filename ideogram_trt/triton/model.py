@@ -15,7 +15,6 @@ numpy-1 array layouts; research/triton.md §7).
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -37,18 +36,6 @@ def _scalar(request: Any, name: str, default: Any) -> Any:
         raise ValueError(f"input {name!r} must hold one value, got {value.size}")
     item = value[0]
     return item.decode("utf-8") if isinstance(item, bytes) else item.item()
-
-
-def _png(image: np.ndarray, metadata: dict[str, str]) -> bytes:
-    from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
-
-    info = PngInfo()
-    for key, value in metadata.items():
-        info.add_itxt(key, value)
-    buffer = io.BytesIO()
-    Image.fromarray(image, "RGB").save(buffer, format="PNG", pnginfo=info)
-    return buffer.getvalue()
 
 
 class TritonPythonModel:
@@ -75,6 +62,8 @@ class TritonPythonModel:
         self.max_images = int(parameters.get("max_images", "0")) or None
 
     def _run(self, request: Any, on_step: Any = None) -> tuple[Any, list[bytes]]:
+        from ideogram_trt.runtime.images import png_bytes
+
         prompt = _scalar(request, "prompt", None)
         if prompt is None:
             raise ValueError("input 'prompt' is required")
@@ -95,7 +84,7 @@ class TritonPythonModel:
         for image, seed in zip(result.images, result.seeds, strict=True):
             metadata = {"prompt": str(prompt), "seed": str(seed), "preset": result.preset,
                         "bucket": result.bucket.name, "engine_set": result.engine_set}  # fmt: skip
-            pngs.append(_png(image, metadata))
+            pngs.append(png_bytes(image, metadata))
         return result, pngs
 
     def _images(self, result: Any, pngs: list[bytes]) -> list[Any]:
@@ -147,8 +136,7 @@ class TritonPythonModel:
         height, width = _scalar(request, "height", None), _scalar(request, "width", None)
         bucket = self.pipe.resolve_bucket(height, width)
         plan = self.pipe.sampling_plan(bucket, _scalar(request, "preset", self.defaults.get("preset")))
-        images = int(_scalar(request, "num_images", 1))
-        return plan.schedule.steps * -(-images // self.pipe.manifest.max_batch)
+        return self.pipe.step_reports(plan, 1, int(_scalar(request, "num_images", 1)))
 
     def finalize(self) -> None:
         self.pipe = None
