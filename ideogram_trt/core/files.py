@@ -67,6 +67,11 @@ def _temp_name(target: Path, mark: str) -> Path:
     return target.with_name(f".{target.name}{mark}{os.getpid()}-{secrets.token_hex(4)}")
 
 
+def staging_name(final: Path) -> Path:
+    """A fresh staging-folder path beside ``final``, carrying our mark (``remove_stale`` knows it)."""
+    return _temp_name(final, PARTIAL_MARK)
+
+
 def _failpoint(target: Path) -> str | None:
     spec = os.environ.get(FAILPOINT_ENV)
     if not spec or "@" not in spec:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -19,10 +19,14 @@ from typing import Any
 from ideogram_trt.core.buckets import Bucket, nearest
 from ideogram_trt.core.digest import file_digest
 from ideogram_trt.core.errors import IdeogramTrtError
+from ideogram_trt.core.files import atomic_write, resolve_inside
 from ideogram_trt.core.gpu import GpuInfo, visible_gpus
+from ideogram_trt.core.tokenization import MAX_TEXT_TOKENS
 
-SCHEMA_VERSION = 1
+# 2: external data files and tokenizer files are hashed, every field is validated on load.
+SCHEMA_VERSION = 2
 MANIFEST_FILE = "manifest.json"
+MAX_BATCH_LIMIT = 64  # engine profiles above this are not a deployment we can test; the loader refuses them
 
 
 class Flavor(str, Enum):
@@ -66,6 +70,16 @@ class BuildReport:
 
 
 @dataclass(frozen=True)
+class FileRecord:
+    """A file of the engine set other than a plan: its path relative to the set (or to the tokenizer folder), its
+    sha256 and size."""
+
+    file: str
+    sha256: str
+    bytes: int
+
+
+@dataclass(frozen=True)
 class EngineEntry:
     name: str  # "dit_cond", or "dit_cond@1024x1024" for one plan per bucket
     graph: str  # the engine contract: text_encoder, dit_cond, dit_cond_masked, dit_uncond, vae_decoder
@@ -79,6 +93,13 @@ class EngineEntry:
     outputs: list[dict[str, Any]]
     onnx_sha256: str
     build: BuildReport | None = None
+    external_data: FileRecord | None = None  # an ONNX Runtime graph's weights file, read with the graph
+
+    @property
+    def files(self) -> list[FileRecord]:
+        """Every file this engine reads."""
+        own = FileRecord(self.file, self.sha256, self.bytes)
+        return [own] if self.external_data is None else [own, self.external_data]
 
     def profile_for(self, bucket: str) -> ProfileEntry:
         for profile in self.profiles:
@@ -103,6 +124,7 @@ class Manifest:
     model: dict[str, Any]  # latent_channels, hidden_size, rope {inv_freq, mrope_section}, has_unconditional
     tokenizer: str
     engines: dict[str, EngineEntry]
+    tokenizer_files: list[FileRecord] = field(default_factory=list)  # paths relative to the tokenizer folder
     builder: dict[str, Any] = field(default_factory=dict)
     created_by: str = ""
     schema: int = SCHEMA_VERSION
@@ -126,38 +148,213 @@ class Manifest:
 
     def save(self, root: Path) -> None:
         """Atomic: a reader sees the old manifest or the new one, never half of one."""
-        tmp = root / f".{MANIFEST_FILE}.{os.getpid()}.tmp"
-        tmp.write_text(self.to_json())
-        os.replace(tmp, root / MANIFEST_FILE)
+        atomic_write(root / MANIFEST_FILE, self.to_json(), what="manifest")
+
+    def files(self) -> list[tuple[FileRecord, str]]:
+        """Every file of the set a runtime reads, with what reads it: plans or graphs (with their data), then the
+        tokenizer's files; paths relative to the set."""
+        records = [(record, f"engine {entry.name}") for entry in self.engines.values() for record in entry.files]
+        for r in self.tokenizer_files:
+            records.append((FileRecord(f"{self.tokenizer}/{r.file}", r.sha256, r.bytes), "tokenizer"))
+        return records
 
     @classmethod
     def load(cls, root: Path) -> Manifest:
+        """Read and validate ``root/manifest.json``: every field's type and range, and every path in it relative
+        and inside ``root``. The message of a refusal names the field."""
         path = root / MANIFEST_FILE
         if not path.is_file():
             raise EngineSetError(f"{root}: no {MANIFEST_FILE}; build an engine set with `ideogram-trt build-engines`")
         try:
-            body = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise EngineSetError(f"{path}: not valid JSON ({exc.msg}); rebuild the engine set") from exc
+            body = json.loads(path.read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise EngineSetError(f"{path}: not valid JSON ({exc}); rebuild the engine set") from exc
+        if not isinstance(body, dict):
+            raise EngineSetError(f"{path}: not a manifest (a JSON object); rebuild the engine set")
         if body.get("schema") != SCHEMA_VERSION:
             raise EngineSetError(
                 f"{path}: manifest schema {body.get('schema')!r}, this ideogram-trt reads {SCHEMA_VERSION}: "
                 "rebuild the engine set with this version"
             )
+        manifest = _parse_manifest(body, _Fields(path))
+        _check_paths(root, manifest, path)
+        return manifest
+
+
+# --- validation of a loaded manifest ------------------------------------------------------------------------------
+
+
+class _Fields:
+    """Typed reads of JSON fields; a wrong type or range is refused naming the field (``engines.dit_cond.bytes``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, where: str, problem: str) -> EngineSetError:
+        return EngineSetError(f"{self.path}: field {where!r} {problem}; rebuild the engine set")
+
+    def get(self, raw: object, key: str, kind: type | tuple[type, ...], where: str, optional: bool = False) -> Any:
+        if not isinstance(raw, dict):
+            raise self.fail(where, "must be an object")
+        name = f"{where}.{key}".lstrip(".")
+        if key not in raw:
+            if optional:
+                return None
+            raise self.fail(name, "is missing")
+        value = raw[key]
+        if value is None and optional:
+            return None
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+            expected = " or ".join(k.__name__ for k in kinds)
+            raise self.fail(name, f"must be {expected}, got {value!r:.60}")
+        return value
+
+    def count(self, raw: object, key: str, where: str, low: int, high: int) -> int:
+        value = int(self.get(raw, key, int, where))
+        if not low <= value <= high:
+            raise self.fail(f"{where}.{key}".lstrip("."), f"must be in [{low}, {high}], got {value}")
+        return value
+
+    def strings(self, raw: object, key: str, where: str) -> list[str]:
+        values = self.get(raw, key, list, where)
+        if not all(isinstance(v, str) for v in values):
+            raise self.fail(f"{where}.{key}".lstrip("."), "must be a list of strings")
+        return list(values)
+
+    def ints(self, value: object, where: str) -> list[int]:
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise self.fail(where, "must be a list of integers")
+        if any(v < 0 for v in value):
+            raise self.fail(where, "must not hold negative sizes")
+        return list(value)
+
+    def record(self, raw: object, where: str) -> FileRecord:
+        return FileRecord(
+            self.get(raw, "file", str, where),
+            self.get(raw, "sha256", str, where),
+            self.count(raw, "bytes", where, 0, 1 << 50),
+        )
+
+
+def _parse_manifest(body: dict[str, Any], f: _Fields) -> Manifest:
+    for key in sorted(set(body) - {x.name for x in fields(Manifest)}):
+        raise f.fail(key, "is not a manifest field (a newer ideogram-trt wrote this set?)")
+    try:
+        flavor = Flavor(f.get(body, "flavor", str, ""))
+    except ValueError:
+        raise f.fail("flavor", f"must be one of {', '.join(x.value for x in Flavor)}") from None
+    buckets = f.strings(body, "buckets", "")
+    if not buckets:
+        raise f.fail("buckets", "must name at least one bucket")
+    for name in buckets:
         try:
-            engines = {name: _engine_from_dict(e) for name, e in body.pop("engines").items()}
-            return cls(**{**body, "flavor": Flavor(body["flavor"]), "engines": engines})
-        except (KeyError, TypeError, ValueError) as exc:
-            raise EngineSetError(f"{path}: malformed manifest ({exc}); rebuild the engine set") from exc
+            Bucket.parse(name)
+        except IdeogramTrtError as exc:
+            raise f.fail("buckets", f"holds {name!r}, not a bucket ({exc})") from None
+    engines_raw = f.get(body, "engines", dict, "")
+    if not engines_raw:
+        raise f.fail("engines", "must name at least one engine")
+    tokenizer_files = f.get(body, "tokenizer_files", list, "")
+    return Manifest(
+        flavor=flavor,
+        runtime_version=f.get(body, "runtime_version", str, ""),
+        compute_capabilities=f.strings(body, "compute_capabilities", ""),
+        gpu=f.get(body, "gpu", str, "", optional=True),
+        recipe=f.get(body, "recipe", str, ""),
+        dtype=f.get(body, "dtype", str, ""),
+        checkpoint=f.get(body, "checkpoint", dict, ""),
+        calibration=f.get(body, "calibration", str, "", optional=True),
+        buckets=buckets,
+        max_batch=f.count(body, "max_batch", "", 1, MAX_BATCH_LIMIT),
+        max_text_tokens=f.count(body, "max_text_tokens", "", 1, MAX_TEXT_TOKENS),
+        model=_parse_model(f.get(body, "model", dict, ""), f),
+        tokenizer=f.get(body, "tokenizer", str, ""),
+        engines={name: _parse_engine(raw, f"engines.{name}", f, buckets) for name, raw in engines_raw.items()},
+        tokenizer_files=[f.record(r, f"tokenizer_files.{i}") for i, r in enumerate(tokenizer_files)],
+        builder=f.get(body, "builder", dict, ""),
+        created_by=f.get(body, "created_by", str, ""),
+        schema=f.get(body, "schema", int, ""),
+    )
 
 
-def _engine_from_dict(raw: dict[str, Any]) -> EngineEntry:
-    profiles = [
-        ProfileEntry(p["index"], p["bucket"], {k: ShapeRangeEntry(**v) for k, v in p["shapes"].items()})
-        for p in raw.pop("profiles")
-    ]
-    build = raw.pop("build", None)
-    return EngineEntry(**raw, profiles=profiles, build=BuildReport(**build) if build else None)
+def _parse_model(raw: dict[str, Any], f: _Fields) -> dict[str, Any]:
+    f.get(raw, "has_unconditional", bool, "model")
+    for key in ("latent_channels", "hidden_size"):
+        if key in raw:
+            f.count(raw, key, "model", 1, 1 << 16)
+    rope = f.get(raw, "rope", dict, "model", optional=True)
+    if rope is not None:
+        inv_freq = f.get(rope, "inv_freq", list, "model.rope")
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in inv_freq):
+            raise f.fail("model.rope.inv_freq", "must be a list of finite numbers")
+        section = f.ints(f.get(rope, "mrope_section", list, "model.rope"), "model.rope.mrope_section")
+        if len(section) != 3 or 3 * max(section[1:]) > len(inv_freq):
+            raise f.fail("model.rope.mrope_section", f"{section} does not fit {len(inv_freq)} frequencies")
+    return raw
+
+
+def _parse_engine(raw: object, where: str, f: _Fields, buckets: list[str]) -> EngineEntry:
+    profiles = []
+    for i, p in enumerate(f.get(raw, "profiles", list, where)):
+        at = f"{where}.profiles.{i}"
+        shapes = {}
+        for name, r in f.get(p, "shapes", dict, at).items():
+            lo, mid, hi = (f.ints(f.get(r, k, list, f"{at}.shapes.{name}"), f"{at}.shapes.{name}.{k}")
+                           for k in ("min", "opt", "max"))  # fmt: skip
+            if not len(lo) == len(mid) == len(hi) or any(not a <= b <= c for a, b, c in zip(lo, mid, hi, strict=True)):
+                raise f.fail(f"{at}.shapes.{name}", "must hold min <= opt <= max of one rank")
+            shapes[name] = ShapeRangeEntry(lo, mid, hi)
+        bucket = f.get(p, "bucket", str, at, optional=True)
+        if bucket is not None and bucket not in buckets:
+            raise f.fail(f"{at}.bucket", f"names {bucket!r}, which is not in the set's buckets")
+        profiles.append(ProfileEntry(f.count(p, "index", at, 0, 1 << 10), bucket, shapes))
+    if not profiles:
+        raise f.fail(f"{where}.profiles", "must hold at least one profile")
+    build = f.get(raw, "build", dict, where, optional=True)
+    data = f.get(raw, "external_data", dict, where, optional=True)
+    entry_buckets = f.strings(raw, "buckets", where)
+    if unknown := sorted(set(entry_buckets) - set(buckets)):
+        raise f.fail(f"{where}.buckets", f"names {', '.join(unknown)}, not in the set's buckets")
+    for key in ("inputs", "outputs"):
+        for i, io in enumerate(f.get(raw, key, list, where)):
+            f.get(io, "name", str, f"{where}.{key}.{i}")
+            f.get(io, "dtype", str, f"{where}.{key}.{i}")
+            f.get(io, "shape", list, f"{where}.{key}.{i}")
+    return EngineEntry(
+        name=f.get(raw, "name", str, where),
+        graph=f.get(raw, "graph", str, where),
+        file=f.get(raw, "file", str, where),
+        sha256=f.get(raw, "sha256", str, where),
+        bytes=f.count(raw, "bytes", where, 0, 1 << 50),
+        key=f.get(raw, "key", str, where),
+        buckets=entry_buckets,
+        profiles=profiles,
+        inputs=f.get(raw, "inputs", list, where),
+        outputs=f.get(raw, "outputs", list, where),
+        onnx_sha256=f.get(raw, "onnx_sha256", str, where),
+        build=None
+        if build is None
+        else BuildReport(
+            float(f.get(build, "seconds", (int, float), f"{where}.build")),
+            f.count(build, "peak_host_memory_bytes", f"{where}.build", 0, 1 << 60),
+            f.count(build, "plan_bytes", f"{where}.build", 0, 1 << 60),
+            f.count(build, "weights_bytes", f"{where}.build", 0, 1 << 60),
+        ),
+        external_data=None if data is None else f.record(data, f"{where}.external_data"),
+    )
+
+
+def _check_paths(root: Path, manifest: Manifest, path: Path) -> None:
+    """Every path the manifest names is relative, without '..', and stays inside ``root`` (links followed)."""
+    fix = "an engine set names only files inside its own folder; rebuild it"
+    for name, entry in manifest.engines.items():
+        for record in entry.files:
+            resolve_inside(root, record.file, f"{path}: engines.{name}", EngineSetError, fix)
+    if manifest.tokenizer:
+        folder = resolve_inside(root, manifest.tokenizer, f"{path}: tokenizer", EngineSetError, fix)
+        for record in manifest.tokenizer_files:
+            resolve_inside(folder, record.file, f"{path}: tokenizer_files", EngineSetError, fix)
 
 
 # --- the check ----------------------------------------------------------------------------------------------------
@@ -189,9 +386,16 @@ def runtime_version(flavor: Flavor) -> str | None:
 
 
 def check_engine_set(
-    root: Path, manifest: Manifest, env: RuntimeEnv, bucket: Bucket | None = None, verify_files: bool = True
+    root: Path,
+    manifest: Manifest,
+    env: RuntimeEnv,
+    bucket: Bucket | None = None,
+    verify_files: bool = True,
+    allow_other_gpu: bool = False,
 ) -> list[str]:
-    """Every reason this engine set cannot run here (for ``bucket``, if given), each with its fix."""
+    """Every reason this engine set cannot run here (for ``bucket``, if given), each with its fix: the runtime and
+    GPUs against what the plans were built for, the set's own structure, and every file's bytes against the
+    manifest's hashes. ``allow_other_gpu`` accepts a datacenter TensorRT set built on another GPU model."""
     problems: list[str] = []
     rebuild = f"rebuild with `ideogram-trt build-engines --out {root}`"
     installed = env.versions.get(manifest.flavor)
@@ -204,31 +408,78 @@ def check_engine_set(
     elif manifest.flavor.is_tensorrt and installed != manifest.runtime_version:
         problems.append(
             f"built with {manifest.flavor.value} {manifest.runtime_version}, but {installed} is installed: plans "
-            f"only load in the version that built them; {rebuild}"
+            f"only load in the exact version that built them (patch and build number included); {rebuild}"
         )
     if manifest.flavor.is_tensorrt:
-        if not env.gpus:
-            problems.append(f"no NVIDIA GPU visible: {manifest.flavor.value} plans need one")
-        for gpu in env.gpus:
-            if gpu.compute_capability not in manifest.compute_capabilities:
-                problems.append(
-                    f"GPU {gpu.index} ({gpu.name}) has compute capability {gpu.compute_capability}; the plans "
-                    f"were built for {', '.join(manifest.compute_capabilities)}: {rebuild} on this GPU"
-                    + (
-                        " --compute-capability " + gpu.compute_capability
-                        if manifest.flavor is Flavor.TENSORRT_RTX
-                        else ""
-                    )
-                )
+        problems += _gpu_problems(manifest, env, rebuild, allow_other_gpu)
     if bucket is not None and bucket.name not in manifest.buckets:
         problems.append(bucket_refusal(manifest, bucket))
+    problems += structure_problems(root, manifest)
     if verify_files:
-        for entry in manifest.engines.values():
-            path = root / entry.file
+        for record, owner in manifest.files():
+            path = root / record.file
             if not path.is_file():
-                problems.append(f"{path}: missing (engine {entry.name}); {rebuild}")
-            elif path.stat().st_size != entry.bytes or file_digest(path) != entry.sha256:
+                problems.append(f"{path}: missing ({owner}); {rebuild}")
+            elif path.stat().st_size != record.bytes or file_digest(path) != record.sha256:
                 problems.append(f"{path}: changed since it was built (sha256 differs from the manifest); {rebuild}")
+    return problems
+
+
+def _gpu_problems(manifest: Manifest, env: RuntimeEnv, rebuild: str, allow_other_gpu: bool) -> list[str]:
+    """Datacenter TensorRT plans are tuned for, and may only deserialize on, the GPU model that built them;
+    TensorRT-RTX plans run on any GPU of the compute capabilities they were built for (docs: README "GPUs")."""
+    if not env.gpus:
+        return [f"no NVIDIA GPU visible: {manifest.flavor.value} plans need one"]
+    problems = []
+    for gpu in env.gpus:
+        if gpu.compute_capability not in manifest.compute_capabilities:
+            fix = f"{rebuild} on this GPU" + (
+                " --compute-capability " + gpu.compute_capability if manifest.flavor is Flavor.TENSORRT_RTX else ""
+            )
+            problems.append(
+                f"GPU {gpu.index} ({gpu.name}) has compute capability {gpu.compute_capability}; the plans were built "
+                f"for {', '.join(manifest.compute_capabilities)}: {fix}"
+            )
+        elif manifest.flavor is Flavor.TENSORRT and gpu.name != manifest.gpu and not allow_other_gpu:
+            problems.append(
+                f"GPU {gpu.index} is {gpu.name}, but these datacenter TensorRT plans were built on {manifest.gpu} "
+                f"(same compute capability, another model: tactics and memory differ): {rebuild} on this GPU, or "
+                "pass --allow-other-gpu to run them anyway"
+            )
+    return problems
+
+
+def structure_problems(root: Path, manifest: Manifest) -> list[str]:
+    """What loading the set would refuse, found without running an engine: the engines a request needs, a
+    profile per bucket, and a tokenizer that loads."""
+    from ideogram_trt.core.tokenization import PromptTokenizer
+
+    rebuild = f"rebuild with `ideogram-trt build-engines --out {root}`"
+    problems = []
+    graphs = {e.graph for e in manifest.engines.values()}
+    needed = ["text_encoder", "dit_cond", "vae_decoder"]
+    if manifest.model.get("has_unconditional"):
+        needed.append("dit_uncond")
+    if manifest.flavor.is_tensorrt:
+        needed.append("sampler")
+    for graph in needed:
+        if graph not in graphs:
+            problems.append(f"this engine set has no {graph} engine, which generating needs; {rebuild}")
+    per_bucket = [e for e in manifest.engines.values() if e.graph != "text_encoder"]
+    for name in manifest.buckets:
+        for graph in sorted({e.graph for e in per_bucket}):
+            serving = [e for e in per_bucket if e.graph == graph and (not e.buckets or name in e.buckets)]
+            if not serving or not any(p.bucket in (None, name) for p in serving[0].profiles):
+                problems.append(f"bucket {name} has no {graph} profile in this engine set; {rebuild}")
+    if "latent_channels" not in manifest.model and "dit_cond" in graphs:
+        problems.append(f"the manifest's model facts lack latent_channels; {rebuild}")
+    if not manifest.tokenizer:
+        problems.append(f"this engine set has no tokenizer; {rebuild} with the text_encoder component")
+    else:
+        try:
+            PromptTokenizer.from_dir(root / manifest.tokenizer)
+        except IdeogramTrtError as exc:
+            problems.append(f"the tokenizer does not load: {exc}; {rebuild}")
     return problems
 
 
@@ -240,7 +491,9 @@ def bucket_refusal(manifest: Manifest, bucket: Bucket) -> str:
     )
 
 
-def require_runnable(root: Path, manifest: Manifest, env: RuntimeEnv, bucket: Bucket | None = None) -> None:
-    problems = check_engine_set(root, manifest, env, bucket)
+def require_runnable(
+    root: Path, manifest: Manifest, env: RuntimeEnv, bucket: Bucket | None = None, allow_other_gpu: bool = False
+) -> None:
+    problems = check_engine_set(root, manifest, env, bucket, allow_other_gpu=allow_other_gpu)
     if problems:
         raise EngineSetError(problems[0] + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""))

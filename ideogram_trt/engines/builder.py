@@ -12,14 +12,18 @@ Layout of an engine set::
 A plan's file name carries its key, so a new build never overwrites a file the current manifest names: an
 interrupted build leaves the previous engine set intact, and its partial files are unreferenced temporaries
 (removed by the next run). Entries whose key did not change are reused, not rebuilt.
+
+A build holds ``.ideogram-trt.lock`` in the set for its whole run (a second build into the same folder is refused,
+naming the holder). Clean-up deletes only what this module writes: regular files named like our plans and graphs
+inside the set's own ``plans/`` and ``graphs/`` (never through a link), tokenizer folders named by their hash, and
+our own temporaries of writers that are gone. Subfolders of the set that are links are refused.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +32,25 @@ from ideogram_trt import __version__
 from ideogram_trt.core.buckets import Bucket
 from ideogram_trt.core.digest import file_digest, json_digest
 from ideogram_trt.core.errors import InputError
+from ideogram_trt.core.files import (
+    LOCK_FILE,
+    FolderLock,
+    atomic_copy,
+    atomic_path,
+    atomic_write,
+    check_source_file,
+    copy_tree,
+    owned_subdir,
+    remove_stale,
+    staged_dir,
+)
 from ideogram_trt.core.manifest import (
     MANIFEST_FILE,
+    MAX_BATCH_LIMIT,
     BuildReport,
     EngineEntry,
     EngineSetError,
+    FileRecord,
     Flavor,
     Manifest,
     ProfileEntry,
@@ -40,6 +58,7 @@ from ideogram_trt.core.manifest import (
     ShapeRangeEntry,
 )
 from ideogram_trt.core.progress import StepBar, console
+from ideogram_trt.core.tokenization import MAX_TEXT_TOKENS
 from ideogram_trt.engines.profiles import AxisRange, ProfileRanges, profile_for
 from ideogram_trt.engines.sampler import write_sampler
 from ideogram_trt.engines.targets import Target, resolve_flavor, resolve_target
@@ -50,6 +69,12 @@ COMPONENTS = ("text_encoder", "dit_cond", "dit_uncond", "vae_decoder")
 PER_BUCKET_GRAPHS = ("dit_cond", "dit_cond_masked", "dit_uncond", "vae_decoder", "sampler")
 DEFAULT_DTYPE = {Flavor.TENSORRT: "bf16", Flavor.TENSORRT_RTX: "bf16", Flavor.ONNXRUNTIME: "fp32"}
 TYPICAL_PROMPT_TOKENS = 512  # JSON captions run a few hundred tokens: the profiles' optimum
+SIDECAR_FORMAT = 2  # the export sidecars this builder reads (export.exporter.SIDECAR_FORMAT)
+OWN_FOLDERS = ("plans", "graphs", "onnx", "sampler", "timing-cache")
+# What clean-up may delete: the names _build_one and _install_tokenizer give (engine names are graph[@HxW]).
+_PLAN_NAME = re.compile(r"^[a-z_]+(@\d+x\d+)?\.[0-9a-f]{16}\.plan$")
+_GRAPH_NAME = re.compile(r"^[a-z_]+(@\d+x\d+)?\.[0-9a-f]{16}\.onnx(\.data)?$")
+_TOKENIZER_NAME = re.compile(r"^tokenizer\.[0-9a-f]{16}$")
 
 
 @dataclass(frozen=True)
@@ -96,8 +121,12 @@ class BuildOutcome:
 def _validate(request: BuildRequest) -> None:
     if (request.model is None) == (request.onnx is None):
         raise InputError("give exactly one of --model DIR (a checkpoint) or --onnx DIR (an export)")
-    if request.max_batch < 1 or request.max_text_tokens < 1:
-        raise InputError("--max-batch and --max-text-tokens must be at least 1")
+    if not 1 <= request.max_batch <= MAX_BATCH_LIMIT:
+        raise InputError(f"--max-batch {request.max_batch}: must be in [1, {MAX_BATCH_LIMIT}]")
+    if not 1 <= request.max_text_tokens <= MAX_TEXT_TOKENS:
+        raise InputError(
+            f"--max-text-tokens {request.max_text_tokens}: must be in [1, {MAX_TEXT_TOKENS}] (the model's prompt limit)"
+        )
     unknown = [c for c in request.components if c not in (*COMPONENTS, "dit_cond_masked")]
     if unknown:
         raise InputError(f"unknown component(s) {unknown}: use {', '.join((*COMPONENTS, 'dit_cond_masked'))}")
@@ -107,7 +136,8 @@ def _validate(request: BuildRequest) -> None:
 
 def _existing_manifest(out: Path) -> Manifest | None:
     if not (out / MANIFEST_FILE).is_file():
-        if out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
+        ours = (*OWN_FOLDERS, LOCK_FILE)  # what a failed first build may leave: its export cache, the lock
+        if out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".") and p.name not in ours):
             raise InputError(f"{out}: exists and is not an engine set (no {MANIFEST_FILE}); choose a new directory")
         return None
     try:
@@ -129,6 +159,8 @@ def _prepare_export(request: BuildRequest, dtype: str) -> Path:
         missing = [g for g in needed if not (request.onnx / f"{g}.json").is_file()]
         if missing:
             raise InputError(f"{request.onnx}: no {', '.join(missing)} graph; export it, or build with --model")
+        for graph in needed:
+            _verify_export(request.onnx, graph, read_sidecar(request.onnx, graph))
         return request.onnx
 
     from ideogram_trt.export.exporter import INDEX_FILE, ExportOptions, export
@@ -140,9 +172,9 @@ def _prepare_export(request: BuildRequest, dtype: str) -> Path:
     export_dir = request.out / "onnx"
     index_path = export_dir / INDEX_FILE
     if index_path.is_file():
-        index = json.loads(index_path.read_text())
+        index = _read_json(index_path, "export index")
         if (index.get("recipe"), index.get("dtype")) != (request.recipe, dtype):
-            shutil.rmtree(export_dir)  # our own cache, for another recipe or dtype
+            shutil.rmtree(export_dir)  # our own cache (a real folder: owned_subdir), for another recipe or dtype
     options = ExportOptions(
         recipe=parse_enum(Recipe, request.recipe, "recipe"),  # type: ignore[arg-type]
         dtype=parse_enum(GraphDType, dtype, "dtype"),  # type: ignore[arg-type]
@@ -169,7 +201,11 @@ def _export_is_current(export_dir: Path, graph: str, checkpoint: Any, options: A
     sidecar_path = export_dir / f"{graph}.json"
     if not sidecar_path.is_file() or not (export_dir / f"{graph}.onnx").is_file():
         return False
-    sidecar = json.loads(sidecar_path.read_text())
+    try:
+        sidecar = read_sidecar(export_dir, graph)
+        _verify_export(export_dir, graph, sidecar)
+    except InputError:
+        return False  # our own cache, from another version or changed: export again
     plan = options.plan(Graph(graph))
     calibration = None
     if plan.needs_calibration and options.calibration is not None:
@@ -180,26 +216,57 @@ def _export_is_current(export_dir: Path, graph: str, checkpoint: Any, options: A
         and recorded.get("sha256") == calibration
         and sidecar.get("options", {}).get("quantize_attention") == plan.quantize_attention
         and sidecar.get("options", {}).get("quantize_text_encoder") == options.quantize_text_encoder
-        and file_digest(export_dir / f"{graph}.onnx") == sidecar.get("file_sha256")
     )
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable {what} ({exc}); export again with `ideogram-trt export`") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{path}: not an ideogram-trt {what}; export again with `ideogram-trt export`")
+    return value
 
 
 def _read_index(folder: Path) -> dict[str, Any]:
     index = folder / "export.json"
     if not index.is_file():
         raise InputError(f"{folder}: not an ideogram-trt export (no export.json); export with `ideogram-trt export`")
-    value: dict[str, Any] = json.loads(index.read_text())
-    return value
+    return _read_json(index, "export index")
+
+
+def read_sidecar(folder: Path, graph: str) -> dict[str, Any]:
+    """The export's record of one graph (``graph.json``), refused when another sidecar format wrote it."""
+    sidecar = _read_json(folder / f"{graph}.json", "export sidecar")
+    if sidecar.get("format") != SIDECAR_FORMAT:
+        raise InputError(
+            f"{folder / (graph + '.json')}: export format {sidecar.get('format')!r}, this build reads "
+            f"{SIDECAR_FORMAT}; export again with this ideogram-trt"
+        )
+    return sidecar
+
+
+def _verify_export(folder: Path, graph: str, sidecar: dict[str, Any]) -> None:
+    """The graph and its external data are the bytes the export recorded (an edited .onnx.data is refused)."""
+    files = [(folder / f"{graph}.onnx", sidecar.get("file_sha256"))]
+    if sidecar.get("external_data"):
+        files.append((folder / str(sidecar["external_data"]), sidecar.get("external_data_sha256")))
+    for path, expected in files:
+        check_source_file(path, folder)
+        if not path.is_file():
+            raise InputError(f"{path}: missing from the export; export again")
+        if file_digest(path) != expected:
+            raise InputError(f"{path}: changed since it was exported (sha256 differs from its sidecar); export again")
 
 
 def engine_graphs(request: BuildRequest, export_dir: Path, out: Path, target: Target) -> dict[str, Path]:
     """graph name → its folder: the export's graphs, plus the sampler for TensorRT sets that denoise."""
     graphs = {g: export_dir for g in request.components}
     if target.flavor.is_tensorrt and "dit_cond" in graphs:
-        sidecar = json.loads((export_dir / "dit_cond.json").read_text())
+        sidecar = read_sidecar(export_dir, "dit_cond")
         channels = next(i for i in sidecar["inputs"] if i["name"] == "latents")["shape"][-1]
-        folder = out / "sampler"
-        folder.mkdir(exist_ok=True)
+        folder = owned_subdir(out, "sampler")
         write_sampler(folder, int(channels))
         graphs["sampler"] = folder
     return graphs
@@ -211,7 +278,7 @@ def plan_specs(request: BuildRequest, graphs: dict[str, Path], target: Target) -
     ranges = ProfileRanges(batch=AxisRange(1, 1, request.max_batch), text=text)
     specs: list[EngineSpec] = []
     for graph, export_dir in graphs.items():
-        sidecar = json.loads((export_dir / f"{graph}.json").read_text())
+        sidecar = read_sidecar(export_dir, graph)
         if graph not in PER_BUCKET_GRAPHS:
             groups: list[tuple[str, list[Bucket]]] = [(graph, [])]
         elif request.per_bucket and target.flavor.is_tensorrt:
@@ -227,7 +294,10 @@ def plan_specs(request: BuildRequest, graphs: dict[str, Path], target: Target) -
             spec.key = json_digest(
                 {
                     "format": PLAN_FORMAT,
-                    "graph": {k: sidecar.get(k) for k in ("file_sha256", "checkpoint", "calibration", "options")},
+                    "graph": {
+                        k: sidecar.get(k)
+                        for k in ("file_sha256", "external_data_sha256", "checkpoint", "calibration", "options")
+                    },
                     "recipe": sidecar.get("recipe"),
                     "dtype": sidecar.get("dtype"),
                     "profiles": [(b.name if b else None, _shapes(p)) for b, p in spec.profiles],
@@ -252,36 +322,28 @@ def _reusable(out: Path, previous: Manifest | None, spec: EngineSpec) -> EngineE
     entry = previous.engines.get(spec.name)
     if entry is None or entry.key != spec.key:
         return None
-    path = out / entry.file
-    if not path.is_file() or path.stat().st_size != entry.bytes or file_digest(path) != entry.sha256:
-        return None
+    for record in entry.files:
+        path = out / record.file
+        if not path.is_file() or path.stat().st_size != record.bytes or file_digest(path) != record.sha256:
+            return None
     return entry
-
-
-def _write_atomic(data: bytes, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _build_one(request: BuildRequest, out: Path, spec: EngineSpec, target: Target) -> EngineEntry:
     weights = int(spec.sidecar.get("weights_bytes", 0))
+    data: FileRecord | None = None
     if target.flavor is Flavor.ONNXRUNTIME:
         # The engine is the graph itself (ONNX Runtime compiles it at session creation).
         relative = f"graphs/{spec.name}.{spec.key[:16]}.onnx"
         destination = out / relative
         if spec.sidecar.get("external_data"):
-            _copy_atomic(
-                spec.onnx.with_name(spec.sidecar["external_data"]), destination.with_name(f"{destination.name}.data")
-            )
+            data_path = destination.with_name(f"{destination.name}.data")
+            atomic_copy(spec.onnx.with_name(spec.sidecar["external_data"]), data_path, "graph data")
+            data = FileRecord(f"{relative}.data", file_digest(data_path), data_path.stat().st_size)
             # The graph names its data file: keep it next to the graph under the name the graph was saved with.
-            _rewrite_external_location(spec.onnx, destination, f"{destination.name}.data")
+            _rewrite_external_location(spec.onnx, destination, data_path.name)
         else:
-            _copy_atomic(spec.onnx, destination)
+            atomic_copy(spec.onnx, destination, "graph")
         report = BuildReport(0.0, 0, destination.stat().st_size, weights)
     else:
         cache = request.timing_cache or out / "timing-cache" / f"{target.flavor.value}-{_target_tag(target)}.cache"
@@ -294,7 +356,7 @@ def _build_one(request: BuildRequest, out: Path, spec: EngineSpec, target: Targe
         result = build_engine(spec.onnx, [p for _, p in spec.profiles], build_target)
         relative = f"plans/{spec.name}.{spec.key[:16]}.plan"
         destination = out / relative
-        _write_atomic(result.plan, destination)
+        atomic_write(destination, result.plan, "plan")
         report = BuildReport(round(result.seconds, 2), result.peak_host_memory_bytes, len(result.plan), weights)
     return EngineEntry(
         name=spec.name,
@@ -316,18 +378,12 @@ def _build_one(request: BuildRequest, out: Path, spec: EngineSpec, target: Targe
         outputs=spec.sidecar["outputs"],
         onnx_sha256=spec.sidecar["file_sha256"],
         build=report,
+        external_data=data,
     )
 
 
 def _target_tag(target: Target) -> str:
     return (target.gpu or "sm" + "-sm".join(target.compute_capabilities)).replace(" ", "_").replace(".", "")
-
-
-def _copy_atomic(source: Path, destination: Path) -> None:
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, destination)
 
 
 def _rewrite_external_location(source: Path, destination: Path, data_name: str) -> None:
@@ -338,32 +394,40 @@ def _rewrite_external_location(source: Path, destination: Path, data_name: str) 
         for entry in tensor.external_data:
             if entry.key == "location":
                 entry.value = data_name
-    tmp = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
-    onnx.save(model, str(tmp))
-    os.replace(tmp, destination)
+    with atomic_path(destination, "graph") as tmp:
+        onnx.save(model, str(tmp))
 
 
-def _install_tokenizer(export_dir: Path, out: Path, required: bool) -> str:
-    """Copy the export's tokenizer into a content-addressed folder; returns its name ("" for a set without a
-    text encoder, which cannot generate on its own)."""
+def _install_tokenizer(export_dir: Path, out: Path, required: bool) -> tuple[str, list[FileRecord]]:
+    """Copy the export's tokenizer into a folder named by its content (links out of it refused); returns the
+    name ("" for a set without a text encoder, which cannot generate on its own) and its files' records."""
     source = export_dir / "tokenizer"
     if not source.is_dir():
         if not required:
-            return ""
+            return "", []
         raise InputError(f"{export_dir}: no tokenizer/ (export the text_encoder graph, which carries it)")
-    digest = json_digest(
-        {p.relative_to(source).as_posix(): file_digest(p) for p in sorted(source.rglob("*")) if p.is_file()}
-    )
-    name = f"tokenizer.{digest[:16]}"
-    if not (out / name).is_dir():
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out))
-        shutil.copytree(source, staging, dirs_exist_ok=True)
-        os.replace(staging, out / name)
-    return name
+    records = _tree_records(source)
+    name = f"tokenizer.{json_digest({r.file: r.sha256 for r in records})[:16]}"
+    installed = out / name
+    if installed.is_symlink() or not installed.is_dir() or _tree_records(installed) != records:
+        with staged_dir(installed, replace=True) as staging:
+            copy_tree(source, staging)
+            if _tree_records(staging) != records:
+                raise InputError(f"{source}: changed while it was being copied; run the build again")
+    return name, records
+
+
+def _tree_records(folder: Path) -> list[FileRecord]:
+    """(relative path, sha256, size) of every file under ``folder``, sorted; links leaving it are refused."""
+    files = sorted(p for p in folder.rglob("*") if not p.is_dir())
+    return [
+        FileRecord(p.relative_to(folder).as_posix(), file_digest(check_source_file(p, folder)), p.stat().st_size)
+        for p in files
+    ]
 
 
 def _model_facts(export_dir: Path, components: tuple[str, ...]) -> dict[str, Any]:
-    sidecars = {g: json.loads((export_dir / f"{g}.json").read_text()) for g in components}
+    sidecars = {g: read_sidecar(export_dir, g) for g in components}
     dit = sidecars.get("dit_cond") or sidecars.get("dit_uncond")
     facts: dict[str, Any] = {"has_unconditional": "dit_uncond" in components}
     if dit is not None:
@@ -377,19 +441,54 @@ def _model_facts(export_dir: Path, components: tuple[str, ...]) -> dict[str, Any
 
 
 def _collect_garbage(out: Path, manifest: Manifest) -> None:
-    """Remove plans, graphs and tokenizers the committed manifest does not name, and stray temporaries."""
-    keep = {out / e.file for e in manifest.engines.values()}
-    keep |= {p.with_name(f"{p.name}.data") for p in keep}
-    for folder in (out / "plans", out / "graphs"):
-        if folder.is_dir():
-            for path in folder.iterdir():
-                if path not in keep:
-                    path.unlink()
-    for path in out.iterdir():
-        if path.name.startswith(("tokenizer.", ".tokenizer.")) and path.name != manifest.tokenizer:
-            shutil.rmtree(path, ignore_errors=True)
-        elif path.name.startswith(f".{MANIFEST_FILE}") and path.name.endswith(".tmp"):
-            path.unlink()
+    """Remove plans, graphs and tokenizer folders the committed manifest does not name, and our temporaries of
+    writers that are gone. Only regular files and real folders named as this module names them, inside the
+    set's own real subfolders: never a user's file, never through a link."""
+    keep = {record.file for entry in manifest.engines.values() for record in entry.files}
+    for folder, pattern in (("plans", _PLAN_NAME), ("graphs", _GRAPH_NAME)):
+        path = out / folder
+        if path.is_symlink() or not path.is_dir():
+            continue
+        remove_stale(path)
+        for item in path.iterdir():
+            if pattern.match(item.name) and f"{folder}/{item.name}" not in keep and _is_regular(item):
+                item.unlink()
+    remove_stale(out)
+    for item in out.iterdir():
+        if _TOKENIZER_NAME.match(item.name) and item.name != manifest.tokenizer and _is_folder(item):
+            shutil.rmtree(item)
+
+
+def _is_regular(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink()
+
+
+def _is_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def _prepare_out(out: Path) -> None:
+    """``out`` may be new, or an engine set (or an empty folder); its subfolders of ours must be real folders."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder; give a new or existing engine-set folder")
+    for name in OWN_FOLDERS:
+        if (out / name).is_symlink() or ((out / name).exists() and not (out / name).is_dir()):
+            owned_subdir(out, name)  # raises, naming the folder
+
+
+def _remove_if_empty(out: Path) -> None:
+    """After a failed first build: remove ``out`` if nothing of value is in it (only our lock, temporaries and
+    empty folders). A completed export cache in ``out/onnx`` is kept: the next build reuses it."""
+    remove_stale(out)
+    for name in OWN_FOLDERS:
+        folder = out / name
+        if _is_folder(folder):
+            remove_stale(folder)
+            if not any(folder.iterdir()):
+                folder.rmdir()
+    if [p.name for p in out.iterdir()] in ([LOCK_FILE], []):
+        (out / LOCK_FILE).unlink(missing_ok=True)
+        out.rmdir()
 
 
 def build_engine_set(request: BuildRequest, env: RuntimeEnv | None = None) -> BuildOutcome:
@@ -397,10 +496,27 @@ def build_engine_set(request: BuildRequest, env: RuntimeEnv | None = None) -> Bu
     env = env or RuntimeEnv.detect()
     flavor = resolve_flavor(request.flavor, env)
     target = resolve_target(flavor, request.compute_capabilities, env)
-    dtype = request.dtype or DEFAULT_DTYPE[flavor]
     out = request.out
-    previous = _existing_manifest(out)
+    _prepare_out(out)
+    _existing_manifest(out)  # refuses a folder that is not an engine set before anything is written
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        with FolderLock(out, "build-engines"):
+            return _build_locked(request, target)
+    except BaseException:
+        if created and out.is_dir():
+            _remove_if_empty(out)
+        raise
+
+
+def _build_locked(request: BuildRequest, target: Target) -> BuildOutcome:
+    flavor, out = target.flavor, request.out
+    dtype = request.dtype or DEFAULT_DTYPE[flavor]
+    previous = _existing_manifest(out)  # read under the lock: another build may have committed meanwhile
+    for folder in (out, *(out / name for name in OWN_FOLDERS)):
+        remove_stale(folder)
+    owned_subdir(out, "plans" if flavor.is_tensorrt else "graphs")
 
     export_dir = _prepare_export(request, dtype)
     index = _read_index(export_dir)
@@ -436,8 +552,9 @@ def build_engine_set(request: BuildRequest, env: RuntimeEnv | None = None) -> Bu
             entries[spec.name] = entry
             bar.advance()
 
-    first = json.loads((export_dir / f"{request.components[0]}.json").read_text())
-    calibrations = [json.loads((export_dir / f"{g}.json").read_text()).get("calibration") for g in request.components]
+    sidecars = {g: read_sidecar(export_dir, g) for g in request.components}
+    calibrations = [sidecar.get("calibration") for sidecar in sidecars.values()]
+    tokenizer, tokenizer_files = _install_tokenizer(export_dir, out, required="text_encoder" in request.components)
     manifest = Manifest(
         flavor=flavor,
         runtime_version=target.version,
@@ -445,17 +562,18 @@ def build_engine_set(request: BuildRequest, env: RuntimeEnv | None = None) -> Bu
         gpu=target.gpu,
         recipe=str(index["recipe"]),
         dtype=str(index["dtype"]),
-        checkpoint={
-            g: json.loads((export_dir / f"{g}.json").read_text())["checkpoint"]["fingerprint"]
-            for g in request.components
-        },
+        checkpoint={g: sidecar["checkpoint"]["fingerprint"] for g, sidecar in sidecars.items()},
         calibration=next((c["sha256"] for c in calibrations if c), None),
         buckets=[b.name for b in request.buckets],
         max_batch=request.max_batch,
         max_text_tokens=request.max_text_tokens,
-        model={**_model_facts(export_dir, request.components), "opset": first.get("opset")},
-        tokenizer=_install_tokenizer(export_dir, out, required="text_encoder" in request.components),
+        model={
+            **_model_facts(export_dir, request.components),
+            "opset": sidecars[request.components[0]].get("opset"),
+        },
+        tokenizer=tokenizer,
         engines=entries,
+        tokenizer_files=tokenizer_files,
         builder={
             "optimization_level": request.optimization_level,
             "strongly_typed": True,

@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ideogram_trt.core import contracts as io
 from ideogram_trt.core.digest import file_digest
+from ideogram_trt.core.files import atomic_write
 
 OPSET = 21
 
@@ -49,10 +50,10 @@ def sampler_model(channels: int) -> onnx.ModelProto:
 def write_sampler(export_dir: Path, channels: int) -> Path:
     """Write sampler.onnx and its sidecar into an export folder (idempotent)."""
     path = export_dir / "sampler.onnx"
-    onnx.save(sampler_model(channels), str(path))
+    atomic_write(path, sampler_model(channels).SerializeToString(), "sampler graph")
     shape = ["B", "N", channels]
     sidecar = {
-        "format": 1,
+        "format": 2,
         "graph": "sampler",
         "component": "sampler",
         "file": path.name,
@@ -71,6 +72,7 @@ def write_sampler(export_dir: Path, channels: int) -> Path:
         "outputs": [{"name": io.LATENTS_NEXT, "dtype": "float32", "shape": shape}],
         "weights_bytes": 4,
         "file_sha256": file_digest(path),
+        "external_data_sha256": None,
     }
-    (export_dir / "sampler.json").write_text(json.dumps(sidecar, indent=1) + "\n")
+    atomic_write(export_dir / "sampler.json", json.dumps(sidecar, indent=1) + "\n", "sampler sidecar")
     return path

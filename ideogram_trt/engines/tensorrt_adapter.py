@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ideogram_trt.core.errors import IdeogramTrtError
+from ideogram_trt.core.files import atomic_write
 from ideogram_trt.core.manifest import Flavor
 
 if TYPE_CHECKING:
@@ -174,10 +175,7 @@ def build_engine(onnx_path: Path, profiles: list[Profile], target: BuildTarget) 
     if plan is None:
         raise EngineBuildError(f"{onnx_path}: TensorRT could not build the engine: {_errors(messages, module)}")
     if cache is not None and target.timing_cache is not None:
-        target.timing_cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.timing_cache.with_name(f".{target.timing_cache.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(bytes(cache.serialize()))
-        os.replace(tmp, target.timing_cache)
+        atomic_write(target.timing_cache, bytes(cache.serialize()), "timing cache")
     warnings = [m for s, m in messages if s == module.ILogger.Severity.WARNING]
     return BuildResult(bytes(plan), time.perf_counter() - start, str(module.__version__), memory.peak, warnings)
 

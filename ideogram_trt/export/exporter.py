@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from enum import Enum
@@ -26,6 +25,7 @@ from ideogram_trt import __version__
 from ideogram_trt.core.contracts import EngineContract
 from ideogram_trt.core.digest import file_digest
 from ideogram_trt.core.errors import IdeogramTrtError, InputError
+from ideogram_trt.core.files import atomic_write, copy_tree, remove_stale, staging_name
 from ideogram_trt.core.progress import stage
 from ideogram_trt.export.calibration import Calibration
 from ideogram_trt.export.graphs import DEFAULT_GRAPHS, WRAPPERS, Graph, dynamic_shapes, example_inputs, stack_for
@@ -38,7 +38,7 @@ from ideogram_trt.model.checkpoint import TRANSFORMER, UNCONDITIONAL_TRANSFORMER
 from ideogram_trt.model.dit import rope_inv_freq
 from ideogram_trt.model.fp8 import is_fp8
 
-SIDECAR_FORMAT = 1
+SIDECAR_FORMAT = 2  # 2: external_data_sha256
 INDEX_FILE = "export.json"
 TOKENIZER_DIR = "tokenizer"
 DEFAULT_OPSET = 21
@@ -266,6 +266,7 @@ def export_graph(
             "excluded": list(options.excluded),
         },
         "file_sha256": file_digest(path),
+        "external_data_sha256": file_digest(path.with_name(f"{path.name}.data")) if external else None,
     }
     if graph in (Graph.DIT_COND, Graph.DIT_COND_MASKED, Graph.DIT_UNCOND):
         config = checkpoint.dit_config(UNCONDITIONAL_TRANSFORMER if graph is Graph.DIT_UNCOND else TRANSFORMER)
@@ -324,6 +325,13 @@ def validate_request(checkpoint: Checkpoint, options: ExportOptions) -> Calibrat
         return None
     calibration = Calibration.load(options.calibration)
     calibration.check_matches(checkpoint, options.calibration)
+    from ideogram_trt.export.calibration import amax_names
+
+    for graph in options.graphs:  # a table missing is named here, not as one layer's amax deep in the build
+        plan = options.plan(graph)
+        if plan.needs_calibration:
+            key = graph.component.value
+            calibration.require_table(key, options.calibration, amax_names(checkpoint, key, plan))
     return calibration
 
 
@@ -336,11 +344,13 @@ def export(checkpoint_dir: Path, out: Path, options: ExportOptions, quiet: bool 
         checkpoint = open_checkpoint(checkpoint_dir)
         calibration = validate_request(checkpoint, options)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    remove_stale(out.parent, names=lambda name: name == out.name)  # staging folders of killed exports into out
+    staging = staging_name(out)
+    staging.mkdir()
     try:
         exported = [export_graph(checkpoint, g, options, calibration, staging, quiet) for g in options.graphs]
         if Graph.TEXT_ENCODER in options.graphs:  # the runtime tokenizes with the checkpoint's own files
-            shutil.copytree(checkpoint.tokenizer_dir, staging / TOKENIZER_DIR)
+            copy_tree(checkpoint.tokenizer_dir, staging / TOKENIZER_DIR)  # links out of it refused
             shutil.rmtree(out / TOKENIZER_DIR, ignore_errors=True)
         out.mkdir(exist_ok=True)
         for e in exported:  # a re-export may drop external data the previous one had
@@ -351,7 +361,7 @@ def export(checkpoint_dir: Path, out: Path, options: ExportOptions, quiet: bool 
         graphs = json.loads(index_path.read_text())["graphs"] if index_path.is_file() else {}
         graphs.update({e.graph.value: f"{e.graph.value}.json" for e in exported})
         index = {"recipe": options.recipe.value, "dtype": options.dtype.value, "graphs": dict(sorted(graphs.items()))}
-        index_path.write_text(json.dumps(index, indent=1) + "\n")
+        atomic_write(index_path, json.dumps(index, indent=1) + "\n", "export index")
         return [ExportedGraph(e.graph, out / e.path.name, e.sidecar) for e in exported]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
