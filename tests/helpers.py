@@ -59,12 +59,14 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:  # type: ignore[no
 
 
 def assert_one_line_error(code: int, err: str, *needles: str) -> str:
-    """A refusal: non-zero exit, exactly one non-empty stderr line starting with ``error:`` (no traceback, no
-    internal error), containing every needle. Returns the line."""
+    """A refusal: non-zero exit, exactly one stderr line mentioning an error, the last one, starting with
+    ``error:`` (no traceback, no internal error) and containing every needle (progress lines of the work done
+    before the failure may precede it). Returns the line."""
     lines = [line for line in err.splitlines() if line.strip()]
     assert code != 0, f"exit code 0 for a refused input; stderr: {err!r}"
-    assert len(lines) == 1, f"expected one error line, got {len(lines)}: {err!r}"
-    line = lines[0]
+    errors = [line for line in lines if "error" in line.lower()]
+    assert len(errors) == 1 and lines[-1] == errors[0], f"expected one error line, last: {err!r}"
+    line = errors[0]
     assert line.startswith("error: "), line
     assert "internal error" not in line and "Traceback" not in err, line
     for needle in needles:

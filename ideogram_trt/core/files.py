@@ -14,7 +14,7 @@ The rules (docs: README "Files"):
 
 Failpoints (tests only): ``IDEOGRAM_TRT_FAILPOINT=ACTION@PATTERN`` makes the commit of a file or folder whose name
 matches PATTERN (fnmatch) fail just before its rename: ``kill`` sends SIGKILL to this process, ``enospc`` raises
-ENOSPC after writing half of a byte payload. Fault-injection tests use them to prove the previous state survives.
+ENOSPC after writing half of a byte payload, ``stall`` waits 5 s. Fault-injection tests use them to prove the previous state survives.
 """
 
 from __future__ import annotations
@@ -83,6 +83,8 @@ def _failpoint(target: Path) -> str | None:
 def _fire(action: str | None, target: Path) -> None:
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if action == "stall":  # hold the commit (and any lock) for a few seconds: concurrency tests
+        time.sleep(5)
     if action == "enospc":
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
 
@@ -229,47 +231,59 @@ def owned_subdir(root: Path, name: str) -> Path:
     return path
 
 
-def _refuse_link(path: Path, source: Path) -> None:
+def _refuse_link(path: Path, within: Path) -> None:
     raise InputError(
-        f"{path}: a symbolic link to {path.resolve()}, outside {source}; ideogram-trt copies only files inside "
+        f"{path}: a symbolic link to {path.resolve()}, outside {within}; ideogram-trt copies only files inside "
         "the folders you name: put the real file there (e.g. `cp -L`)"
     )
 
 
-def check_source_file(path: Path, source: Path) -> Path:
-    """``path`` (a file inside ``source``) if it is not a link leaving ``source``; the file to read."""
-    if path.is_symlink() and not path.resolve().is_relative_to(source.resolve()):
-        _refuse_link(path, source)
+def check_source_file(path: Path, within: Path) -> Path:
+    """``path`` if it is not a link leaving ``within``: the file to read."""
+    if path.is_symlink() and not path.resolve().is_relative_to(within.resolve()):
+        _refuse_link(path, within)
     return path
 
 
 def copy_tree(
-    source: Path, destination: Path, skip: Callable[[Path], bool] | None = None, _root: Path | None = None
+    source: Path, destination: Path, within: Path | None = None, skip: Callable[[Path], bool] | None = None
 ) -> None:
-    """Copy the folder ``source`` to the new folder ``destination``: regular files by content (metadata not kept),
-    links to files inside ``source`` by the content of their target, links leaving ``source`` and links to
-    folders refused, anything else (devices, FIFOs) refused. ``skip(relative)`` leaves entries out."""
-    root = _root or source
-    real_root = root.resolve()
-    destination.mkdir(parents=True, exist_ok=True)
-    for entry in sorted(os.scandir(source), key=lambda e: e.name):
+    """Copy the folder ``source`` to ``destination``: regular files by content (metadata not kept), links to files
+    inside ``within`` (default: ``source``) by the content of their target; links leaving it, links to folders and
+    anything else (devices, FIFOs) refused. ``skip(relative path)`` leaves entries out."""
+    _walk(source, destination, (within or source).resolve(), source, skip)
+
+
+def check_tree(source: Path, within: Path | None = None) -> None:
+    """Refuse, before any work, what ``copy_tree`` would refuse."""
+    _walk(source, None, (within or source).resolve(), source, None)
+
+
+def _walk(folder: Path, destination: Path | None, within: Path, top: Path, skip: Callable[[Path], bool] | None) -> None:
+    if destination is not None:
+        destination.mkdir(parents=True, exist_ok=True)
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         path = Path(entry.path)
-        if skip is not None and skip(path.relative_to(root)):
+        if skip is not None and skip(path.relative_to(top)):
             continue
-        target = destination / entry.name
+        target = None if destination is None else destination / entry.name
         if entry.is_symlink():
             resolved = path.resolve()
-            if not resolved.is_relative_to(real_root):
-                _refuse_link(path, root)
+            if not resolved.is_relative_to(within):
+                _refuse_link(path, within)
             if resolved.is_dir():
-                raise InputError(f"{path}: a symbolic link to a folder; put the folder itself in {root}")
-            shutil.copyfile(resolved, target)
+                raise InputError(f"{path}: a symbolic link to a folder; put the folder itself in {top}")
+            if not resolved.is_file():
+                raise InputError(f"{path}: a symbolic link to {resolved}, which is not a regular file")
+            if target is not None:
+                shutil.copyfile(resolved, target)
         elif entry.is_dir(follow_symlinks=False):
-            copy_tree(path, target, skip, root)
+            _walk(path, target, within, top, skip)
         elif entry.is_file(follow_symlinks=False):
-            shutil.copyfile(path, target)
+            if target is not None:
+                shutil.copyfile(path, target)
         else:
-            raise InputError(f"{path}: not a regular file or folder; {root} may hold only files and folders")
+            raise InputError(f"{path}: not a regular file or folder; {top} may hold only files and folders")
 
 
 # --- the engine-set lock ------------------------------------------------------------------------------------------

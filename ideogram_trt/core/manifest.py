@@ -414,7 +414,6 @@ def check_engine_set(
         problems += _gpu_problems(manifest, env, rebuild, allow_other_gpu)
     if bucket is not None and bucket.name not in manifest.buckets:
         problems.append(bucket_refusal(manifest, bucket))
-    problems += structure_problems(root, manifest)
     if verify_files:
         for record, owner in manifest.files():
             path = root / record.file
@@ -422,7 +421,7 @@ def check_engine_set(
                 problems.append(f"{path}: missing ({owner}); {rebuild}")
             elif path.stat().st_size != record.bytes or file_digest(path) != record.sha256:
                 problems.append(f"{path}: changed since it was built (sha256 differs from the manifest); {rebuild}")
-    return problems
+    return problems + structure_problems(root, manifest)
 
 
 def _gpu_problems(manifest: Manifest, env: RuntimeEnv, rebuild: str, allow_other_gpu: bool) -> list[str]:

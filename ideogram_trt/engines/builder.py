@@ -39,6 +39,7 @@ from ideogram_trt.core.files import (
     atomic_path,
     atomic_write,
     check_source_file,
+    check_tree,
     copy_tree,
     owned_subdir,
     remove_stale,
@@ -519,6 +520,8 @@ def _build_locked(request: BuildRequest, target: Target) -> BuildOutcome:
     owned_subdir(out, "plans" if flavor.is_tensorrt else "graphs")
 
     export_dir = _prepare_export(request, dtype)
+    if (export_dir / "tokenizer").is_dir():
+        check_tree(export_dir / "tokenizer")  # a link out of it is refused before anything is built
     index = _read_index(export_dir)
     specs = plan_specs(request, engine_graphs(request, export_dir, out, target), target)
     entries: dict[str, EngineEntry] = {}

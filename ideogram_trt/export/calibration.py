@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,9 +25,11 @@ from ideogram_trt.core import rope
 from ideogram_trt.core.contracts import PIXELS_PER_TOKEN
 from ideogram_trt.core.errors import InputError
 from ideogram_trt.core.noise import initial_latents
+from ideogram_trt.core.prompts import read_prompt_file
 from ideogram_trt.core.sampling import denoise
-from ideogram_trt.core.schedule import PresetName, get_preset, preset_schedule
+from ideogram_trt.core.schedule import PRESETS, Preset, PresetName, get_preset, preset_schedule
 from ideogram_trt.core.tokenization import PromptTokenizer
+from ideogram_trt.export.recipes import DIT_ACTIVATION_QUANT, TEXT_ENCODER_ACTIVATION_QUANT, QuantPlan
 from ideogram_trt.model.build import load_dit, load_text_encoder
 from ideogram_trt.model.checkpoint import TRANSFORMER, UNCONDITIONAL_TRANSFORMER, Checkpoint
 from ideogram_trt.model.dit import Attention, rope_inv_freq
@@ -64,9 +67,39 @@ class Calibration:
             if body.get("format") != FORMAT_VERSION:
                 raise InputError(f"{path}: calibration format {body.get('format')!r}, expected {FORMAT_VERSION}")
             amax = {g: {k: float(v) for k, v in table.items()} for g, table in body["amax"].items()}
-            return cls(body["checkpoint"], body["settings"], amax, hashlib.sha256(data).hexdigest())
+            calibration = cls(body["checkpoint"], body["settings"], amax, hashlib.sha256(data).hexdigest())
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
             raise InputError(f"{path}: not an ideogram-trt calibration file ({exc})") from exc
+        for graph, table in amax.items():
+            for name, value in table.items():
+                if not math.isfinite(value) or value < 0:  # a NaN or infinite amax gives NaN activation scales
+                    raise InputError(
+                        f"{path}: amax[{graph!r}][{name!r}] is {value}, not a finite non-negative number: "
+                        "recalibrate with `ideogram-trt calibrate`"
+                    )
+        return calibration
+
+    def require_table(self, graph: str, source: Path, names: list[str] | None = None) -> None:
+        """The amax table of one graph is there and holds ``names`` (the inputs the fp8 recipe quantizes)."""
+        table = self.amax.get(graph)
+        if table:
+            missing = [n for n in names or () if n not in table]
+            if missing:
+                raise InputError(
+                    f"{source}: the {graph} amax table lacks {len(missing)} of the {len(names or ())} inputs the "
+                    f"fp8 recipe quantizes, e.g. {missing[0]!r} (a partial or hand-edited file): recalibrate with "
+                    "`ideogram-trt calibrate`"
+                )
+            return
+        hint = ""
+        if graph == GRAPH_KEYS[UNCONDITIONAL_TRANSFORMER]:
+            made_with = self.settings.get("preset") if isinstance(self.settings, dict) else None
+            hint = f" (made with preset {made_with})" if made_with else ""
+            hint += f"; the presets that record it: {', '.join(uncond_presets())}"
+        raise InputError(
+            f"{source}: no amax table for the {graph} graph{hint}: recalibrate with `ideogram-trt calibrate`, or "
+            f"export {graph} with --recipe fp8-wo"
+        )
 
     def check_matches(self, checkpoint: Checkpoint, source: Path) -> None:
         expected = checkpoint.fingerprint(CALIBRATED_PARTS)
@@ -77,25 +110,34 @@ class Calibration:
             )
 
 
+def amax_names(checkpoint: Checkpoint, graph: str, plan: QuantPlan) -> list[str]:
+    """The amax entries graph ``graph`` (a GRAPH_KEYS value) needs under ``plan``, from the config's layer count:
+    the quantized linears' inputs, and q/k/v of every attention when attention is quantized."""
+    if graph == GRAPH_KEYS["text_encoder"]:
+        patterns, layers = TEXT_ENCODER_ACTIVATION_QUANT, checkpoint.text_encoder.num_hidden_layers
+    else:
+        part = UNCONDITIONAL_TRANSFORMER if graph == GRAPH_KEYS[UNCONDITIONAL_TRANSFORMER] else TRANSFORMER
+        patterns, layers = DIT_ACTIVATION_QUANT, checkpoint.dit_config(part).num_layers
+    names = [p.replace("*", str(n)) for n in range(layers) for p in patterns]
+    names = [name for name in names if plan.quantizes_input_of(name)]
+    if plan.quantize_attention and graph != GRAPH_KEYS["text_encoder"]:
+        names += [f"layers.{n}.attention.{part}" for n in range(layers) for part in "qkv"]
+    return names
+
+
+def uncond_presets() -> list[str]:
+    """The presets whose calibration runs (and records) the unconditional DiT: those with guidance > 1."""
+    return [name.value for name, preset in PRESETS.items() if preset.needs_unconditional]
+
+
 def read_prompts(path: Path | None) -> list[str]:
-    """A ``.jsonl`` file of {"prompt": ...} objects, or plain text with one prompt per line."""
+    """The shipped calibration prompts, or a prompt file read by ``core.prompts.read_prompt_file`` (a ``.jsonl``
+    file of {"prompt": ...} objects, or plain text with one prompt per line)."""
     if path is None:
         from ideogram_trt.model.tiny_tokenizer import default_prompts
 
         return default_prompts()
-    if not path.is_file():
-        raise InputError(f"{path}: prompt file not found")
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    if path.suffix == ".jsonl":
-        try:
-            prompts = [json.loads(line)["prompt"] for line in lines]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise InputError(f"{path}: every line must be a JSON object with a 'prompt' ({exc})") from exc
-    else:
-        prompts = lines
-    if not prompts:
-        raise InputError(f"{path}: no prompts")
-    return prompts
+    return read_prompt_file(path)
 
 
 class AmaxRecorder:
@@ -153,6 +195,22 @@ def parse_resolution(text: str) -> tuple[int, int]:
     return height, width
 
 
+def check_preset(checkpoint: Checkpoint, preset: str | PresetName) -> Preset:
+    """The preset can calibrate every DiT of this checkpoint (before any model is loaded)."""
+    preset_ = get_preset(preset)
+    if preset_.needs_unconditional and not checkpoint.has_unconditional:
+        raise InputError(f"{preset_.name.value} needs the unconditional DiT, which this checkpoint does not have")
+    if checkpoint.has_unconditional and not preset_.needs_unconditional:
+        # Guidance 1 at every step: v = v_cond, the unconditional DiT never runs, and the file would lack the
+        # dit_uncond table the fp8 recipe needs for that graph (issue 12).
+        raise InputError(
+            f"--preset {preset_.name.value} has guidance 1 at every step, so the unconditional DiT never runs and "
+            f"the calibration would have no {GRAPH_KEYS[UNCONDITIONAL_TRANSFORMER]} amax; calibrate with a "
+            f"guided preset, which records both DiTs: {', '.join(uncond_presets())}"
+        )
+    return preset_
+
+
 @torch.no_grad()
 def calibrate(
     checkpoint: Checkpoint,
@@ -165,9 +223,7 @@ def calibrate(
     on_step: Callable[[], None] | None = None,
 ) -> Calibration:
     """Record activation amax over ``prompts`` × every step of ``preset`` at each resolution."""
-    preset_ = get_preset(preset)
-    if preset_.needs_unconditional and not checkpoint.has_unconditional:
-        raise InputError(f"{preset_.name.value} needs the unconditional DiT, which this checkpoint does not have")
+    preset_ = check_preset(checkpoint, preset)
     tokenizer = PromptTokenizer.from_dir(checkpoint.tokenizer_dir)
     encoder = load_text_encoder(checkpoint, dtype).to(device)
     dit_cond = load_dit(checkpoint, TRANSFORMER, dtype).to(device)

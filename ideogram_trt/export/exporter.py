@@ -25,7 +25,7 @@ from ideogram_trt import __version__
 from ideogram_trt.core.contracts import EngineContract
 from ideogram_trt.core.digest import file_digest
 from ideogram_trt.core.errors import IdeogramTrtError, InputError
-from ideogram_trt.core.files import atomic_write, copy_tree, remove_stale, staging_name
+from ideogram_trt.core.files import atomic_write, check_tree, copy_tree, fsync_dir, remove_stale, staging_name
 from ideogram_trt.core.progress import stage
 from ideogram_trt.export.calibration import Calibration
 from ideogram_trt.export.graphs import DEFAULT_GRAPHS, WRAPPERS, Graph, dynamic_shapes, example_inputs, stack_for
@@ -343,6 +343,8 @@ def export(checkpoint_dir: Path, out: Path, options: ExportOptions, quiet: bool 
     with stage(f"reading and validating {checkpoint_dir}", quiet):
         checkpoint = open_checkpoint(checkpoint_dir)
         calibration = validate_request(checkpoint, options)
+        if Graph.TEXT_ENCODER in options.graphs:
+            check_tree(checkpoint.tokenizer_dir, within=checkpoint.root)  # refused now, not after the export
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(out.parent, names=lambda name: name == out.name)  # staging folders of killed exports into out
     staging = staging_name(out)
@@ -350,18 +352,22 @@ def export(checkpoint_dir: Path, out: Path, options: ExportOptions, quiet: bool 
     try:
         exported = [export_graph(checkpoint, g, options, calibration, staging, quiet) for g in options.graphs]
         if Graph.TEXT_ENCODER in options.graphs:  # the runtime tokenizes with the checkpoint's own files
-            copy_tree(checkpoint.tokenizer_dir, staging / TOKENIZER_DIR)  # links out of it refused
+            copy_tree(checkpoint.tokenizer_dir, staging / TOKENIZER_DIR, within=checkpoint.root)
             shutil.rmtree(out / TOKENIZER_DIR, ignore_errors=True)
-        out.mkdir(exist_ok=True)
-        for e in exported:  # a re-export may drop external data the previous one had
-            (out / f"{e.path.name}.data").unlink(missing_ok=True)
-        for item in staging.iterdir():
-            item.rename(out / item.name)
         index_path = out / INDEX_FILE
         graphs = json.loads(index_path.read_text())["graphs"] if index_path.is_file() else {}
         graphs.update({e.graph.value: f"{e.graph.value}.json" for e in exported})
         index = {"recipe": options.recipe.value, "dtype": options.dtype.value, "graphs": dict(sorted(graphs.items()))}
-        atomic_write(index_path, json.dumps(index, indent=1) + "\n", "export index")
+        if not out.exists() or not any(out.iterdir()):  # a new export: one rename commits all of it
+            atomic_write(staging / INDEX_FILE, json.dumps(index, indent=1) + "\n", "export index")
+            staging.rename(out)
+            fsync_dir(out.parent)
+        else:  # into an earlier export: graph by graph (the builder checks each graph against its sidecar)
+            for e in exported:  # a re-export may drop external data the previous one had
+                (out / f"{e.path.name}.data").unlink(missing_ok=True)
+            for item in staging.iterdir():
+                item.rename(out / item.name)
+            atomic_write(index_path, json.dumps(index, indent=1) + "\n", "export index")
         return [ExportedGraph(e.graph, out / e.path.name, e.sidecar) for e in exported]
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -21,10 +21,12 @@ from ideogram_trt.model.configs import (
     read_json,
 )
 from ideogram_trt.model.fingerprint import combined_digest, folder_digest
+from ideogram_trt.model.finite import check_scales
 from ideogram_trt.model.layout import (
     TEXT_IGNORED_PREFIXES,
     TEXT_PREFIX,
     Layout,
+    check_layer_count,
     check_tensors,
     detect_dit_layout,
     dit_expected,
@@ -148,7 +150,9 @@ def _require_folder(root: Path, component: str) -> Path:
 
 
 def open_checkpoint(path: str | Path) -> Checkpoint:
-    """Read and validate a checkpoint folder: configs, cross-component sizes and every tensor header."""
+    """Read and validate a checkpoint folder: configs, cross-component sizes, every tensor header and every FP8
+    weight_scale (finite and positive; the whole-weight NaN scan is ``model.finite.scan_weights``, run by
+    ``ideogram-trt check``)."""
     root = Path(path)
     if not root.is_dir():
         raise CheckpointError(f"{root}: not a directory (give the checkpoint folder holding model_index.json)")
@@ -194,23 +198,32 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
         folder = SafetensorsFolder(root / component, WEIGHT_STEMS[component])
         layout = detect_dit_layout(folder.info, folder.source)
         layouts[component] = layout
+        config_source = str(root / component / "config.json")
+        check_layer_count(folder.info, "layers.", cfg.num_layers, "num_layers", folder.source, config_source)
         check_tensors(
             folder.info,
             dit_expected(cfg, layout, conditional=component == TRANSFORMER),
             folder.source,
-            str(root / component / "config.json"),
+            config_source,
             require_fp8=False if layout is Layout.DIFFUSERS else None,
         )
+        check_scales(folder)  # a few MB: NaN/Inf/zero/negative scales make black images (model/finite.py)
 
     te_folder = SafetensorsFolder(root / TEXT_ENCODER, WEIGHT_STEMS[TEXT_ENCODER])
+    te_source = str(root / TEXT_ENCODER / "config.json")
+    layers_prefix = TEXT_PREFIX + "layers."
+    check_layer_count(
+        te_folder.info, layers_prefix, text.num_hidden_layers, "num_hidden_layers", te_folder.source, te_source
+    )
     check_tensors(
         te_folder.info,
         text_encoder_expected(text),
         te_folder.source,
-        str(root / TEXT_ENCODER / "config.json"),
+        te_source,
         require_fp8=text.fp8_weight_only,
         ignored_prefixes=TEXT_IGNORED_PREFIXES,
     )
+    check_scales(te_folder, TEXT_IGNORED_PREFIXES)
     _check_vae_tensors(root, vae)
 
     return Checkpoint(

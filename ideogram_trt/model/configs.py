@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,26 +17,83 @@ TEXT_TAP_LAYERS: tuple[int, ...] = (0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 30, 33, 
 T = TypeVar("T")
 
 
+class _NonFinite:
+    """A JSON number that is not finite: Python's json reads NaN, Infinity, -Infinity (and 1e999 as inf)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _parse_float(text: str) -> float | _NonFinite:
+    value = float(text)
+    return value if math.isfinite(value) else _NonFinite(text)
+
+
+def _find_non_finite(value: Any, where: str = "") -> tuple[str, str] | None:
+    if isinstance(value, _NonFinite):
+        return where, value.text
+    if isinstance(value, dict):
+        children = [(f"{where}.{key}" if where else key, item) for key, item in value.items()]
+    elif isinstance(value, list):
+        children = [(f"{where}[{index}]", item) for index, item in enumerate(value)]
+    else:
+        return None
+    for child_where, item in children:
+        found = _find_non_finite(item, child_where)
+        if found:
+            return found
+    return None
+
+
 def read_json(path: Path) -> dict[str, Any]:
+    """A config file as a JSON object; refuses what is not UTF-8 JSON, and NaN/Infinity anywhere in it."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, expected a JSON file")
     if not path.is_file():
         raise ConfigError(f"{path}: missing")
     try:
-        value = json.loads(path.read_text())
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start} is 0x{exc.object[exc.start]:02x}): a config must be UTF-8 "
+            "JSON; re-download or re-save it"
+        ) from exc
+    try:
+        value = json.loads(text, parse_constant=_NonFinite, parse_float=_parse_float)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    except (ValueError, RecursionError) as exc:  # an integer of > 4300 digits; arrays nested thousands deep
+        raise ConfigError(f"{path}: not a usable JSON config ({str(exc)[:120]})") from exc
     if not isinstance(value, dict):
-        raise ConfigError(f"{path}: expected a JSON object")
+        raise ConfigError(f"{path}: expected a JSON object, got a JSON {type(value).__name__}")
+    found = _find_non_finite(value)
+    if found:
+        raise ConfigError(
+            f"{path}: {found[0]!r} is {found[1]}, not a finite number (a NaN or infinite value makes black "
+            "images): write a finite value"
+        )
     return value
+
+
+def _show(value: object) -> str:
+    """``repr`` cut short: a config may hold a 4000-digit number."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}… ({len(text)} characters)"
 
 
 def _get(raw: dict[str, Any], key: str, kind: type[T], default: T, source: str) -> T:
     value = raw.get(key, default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ConfigError(f"{source}: {key!r} is {_show(value)}, too large for a float") from None
     if kind is tuple and isinstance(value, list):
         value = tuple(value)
     if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
-        raise ConfigError(f"{source}: {key!r} must be {kind.__name__}, got {value!r}")
+        raise ConfigError(f"{source}: {key!r} must be {kind.__name__}, got {_show(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{source}: {key!r} must be a finite number, got {value}")
     return value  # type: ignore[return-value]
 
 
@@ -52,10 +110,50 @@ def _check_mrope(section: tuple[int, ...], head_dim: int, head_key: str, source:
         )
 
 
+# The largest value accepted for every size a config declares (issue 12): generous (8x the release or more; the
+# release values are the dataclass defaults below) but finite, so a typo such as ``num_layers: 10**12`` is refused
+# at once instead of enumerating 10**12 tensor names. Floats must also be finite (``read_json``, ``_get``).
+MAX_LAYERS = 256  # DiT blocks (release 34), text-encoder decoder layers (36)
+MAX_WIDTH = 65536  # hidden sizes, head dims, channels, the AdaLN width (release at most 4608)
+MAX_HEADS = 1024  # attention and key/value heads (release 18 and 32/8)
+MAXIMA: dict[str, int | float] = {
+    "num_layers": MAX_LAYERS,
+    "num_hidden_layers": MAX_LAYERS,
+    "in_channels": MAX_WIDTH,
+    "attention_head_dim": MAX_WIDTH,
+    "head_dim": MAX_WIDTH,
+    "hidden_size": MAX_WIDTH,  # the DiT's is attention_head_dim x num_attention_heads
+    "adaln_dim": MAX_WIDTH,
+    "latent_channels": MAX_WIDTH,
+    "block_out_channels": MAX_WIDTH,  # each entry
+    "decoder_block_out_channels": MAX_WIDTH,
+    "intermediate_size": 4 * MAX_WIDTH,  # SwiGLU widths (release 12288)
+    "llm_features_dim": len(TEXT_TAP_LAYERS) * MAX_WIDTH,  # 13 taps x the text hidden size (release 53248)
+    "num_attention_heads": MAX_HEADS,
+    "num_key_value_heads": MAX_HEADS,
+    "vocab_size": 2**20,  # release 151936
+    "max_position_embeddings": 2**24,  # release 262144
+    "layers_per_block": 64,  # VAE resnets per block (release 2)
+    "norm_num_groups": MAX_HEADS,  # release 32
+    "rope_theta": 1e12,  # release 5e6
+    "norm_eps": 1.0,  # epsilons (release 1e-5, 1e-6, 1e-4)
+    "rms_norm_eps": 1.0,
+    "batch_norm_eps": 1.0,
+}
+
+
 def _positive(source: str, **values: int | float) -> None:
+    """Each value positive and at most its ``MAXIMA`` bound."""
     for key, value in values.items():
         if value <= 0:
-            raise ConfigError(f"{source}: {key!r} must be positive, got {value}")
+            raise ConfigError(f"{source}: {key!r} must be positive, got {_show(value)}")
+        bound = MAXIMA.get(key)
+        if bound is not None and value > bound:
+            shown = f"{bound:g}" if isinstance(bound, float) else str(bound)
+            raise ConfigError(
+                f"{source}: {key!r} is {_show(value)}, above the largest value ideogram-trt accepts "
+                f"({shown}; see MAXIMA in ideogram_trt/model/configs.py): fix the config"
+            )
 
 
 @dataclass(frozen=True)
@@ -104,6 +202,11 @@ class DiTConfig:
             rope_theta=cfg.rope_theta,
             norm_eps=cfg.norm_eps,
         )
+        if cfg.hidden_size > MAX_WIDTH:
+            raise ConfigError(
+                f"{source}: 'attention_head_dim' x 'num_attention_heads' = {cfg.hidden_size}, above the largest "
+                f"hidden size ideogram-trt accepts ({MAX_WIDTH}): fix the config"
+            )
         _check_mrope(cfg.mrope_section, cfg.attention_head_dim, "attention_head_dim", source)
         if cfg.in_channels % 4:
             raise ConfigError(f"{source}: 'in_channels' ({cfg.in_channels}) must be 4 x the VAE latent channels")
@@ -143,28 +246,35 @@ class TextEncoderConfig:
     def from_dict(cls, raw: dict[str, Any], source: str) -> TextEncoderConfig:
         text = raw.get("text_config", raw)
         if not isinstance(text, dict):
-            raise ConfigError(f"{source}: 'text_config' must be an object")
+            raise ConfigError(
+                f"{source}: 'text_config' must be a JSON object (Qwen3-VL's text model config), got {_show(text)}"
+            )
         d = cls()
-        rope = text.get("rope_parameters") or text.get("rope_scaling") or {}
-        theta = rope.get("rope_theta", text.get("rope_theta", d.rope_theta))
-        section = tuple(rope.get("mrope_section", d.mrope_section))
+        rope_key = "rope_parameters" if text.get("rope_parameters") else "rope_scaling"
+        rope = text.get(rope_key) or {}
+        if not isinstance(rope, dict):
+            raise ConfigError(f"{source}: {rope_key!r} must be a JSON object, got {_show(rope)}")
+        theta_raw = {"rope_theta": rope.get("rope_theta", text.get("rope_theta", d.rope_theta))}
+        theta = _get(theta_raw, "rope_theta", float, d.rope_theta, source)
+        section = _get(rope, "mrope_section", tuple, d.mrope_section, source)
         if text.get("hidden_act", "silu") != "silu":
-            raise ConfigError(f"{source}: 'hidden_act' must be 'silu' (Qwen3-VL), got {text.get('hidden_act')!r}")
+            raise ConfigError(f"{source}: 'hidden_act' must be 'silu' (Qwen3-VL), got {_show(text.get('hidden_act'))}")
         if text.get("attention_bias", False):
             raise ConfigError(f"{source}: 'attention_bias' must be false (Qwen3-VL has no attention biases)")
-        head_default = text.get("hidden_size", d.hidden_size) // max(
-            1, text.get("num_attention_heads", d.num_attention_heads)
-        )
+        hidden = _get(text, "hidden_size", int, d.hidden_size, source)
+        heads = _get(text, "num_attention_heads", int, d.num_attention_heads, source)
+        _positive(source, hidden_size=hidden, num_attention_heads=heads)
+        head_default = hidden // heads
         cfg = cls(
             vocab_size=_get(text, "vocab_size", int, d.vocab_size, source),
-            hidden_size=_get(text, "hidden_size", int, d.hidden_size, source),
+            hidden_size=hidden,
             num_hidden_layers=_get(text, "num_hidden_layers", int, d.num_hidden_layers, source),
-            num_attention_heads=_get(text, "num_attention_heads", int, d.num_attention_heads, source),
+            num_attention_heads=heads,
             num_key_value_heads=_get(text, "num_key_value_heads", int, d.num_key_value_heads, source),
             head_dim=_get(text, "head_dim", int, head_default, source),
             intermediate_size=_get(text, "intermediate_size", int, d.intermediate_size, source),
             rms_norm_eps=_get(text, "rms_norm_eps", float, d.rms_norm_eps, source),
-            rope_theta=float(theta),
+            rope_theta=theta,
             mrope_section=section,  # type: ignore[arg-type]
             max_position_embeddings=_get(text, "max_position_embeddings", int, d.max_position_embeddings, source),
             fp8_weight_only=_get(raw, "ideogram_fp8_weight_only", bool, False, source),
@@ -180,6 +290,8 @@ class TextEncoderConfig:
             intermediate_size=cfg.intermediate_size,
             rms_norm_eps=cfg.rms_norm_eps,
             rope_theta=cfg.rope_theta,
+            num_hidden_layers=max(cfg.num_hidden_layers, 1),  # too few: the tap-layer message below
+            max_position_embeddings=max(cfg.max_position_embeddings, 1),
         )
         if cfg.num_hidden_layers <= max(TEXT_TAP_LAYERS):
             raise ConfigError(
@@ -245,6 +357,19 @@ class VAEConfig:
     def from_dict(cls, raw: dict[str, Any], source: str) -> VAEConfig:
         d = cls()
         dec = raw.get("decoder_block_out_channels")
+        if dec is not None and not isinstance(dec, list):
+            raise ConfigError(
+                f"{source}: 'decoder_block_out_channels' must be a list of ints or null, got {_show(dec)}"
+            )
+        channel_lists = {"block_out_channels": raw.get("block_out_channels", []), "decoder_block_out_channels": dec}
+        for key, value in channel_lists.items():
+            value = value or []
+            if not isinstance(value, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in value):
+                raise ConfigError(f"{source}: {key!r} must be a list of ints, got {_show(value)}")
+            for channels in value:
+                _positive(source, **{key: channels})
+        if not all(isinstance(t, str) for t in _get(raw, "up_block_types", tuple, d.up_block_types, source)):
+            raise ConfigError(f"{source}: 'up_block_types' must be a list of strings")
         cfg = cls(
             latent_channels=_get(raw, "latent_channels", int, d.latent_channels, source),
             block_out_channels=tuple(_get(raw, "block_out_channels", tuple, d.block_out_channels, source)),

@@ -162,6 +162,25 @@ def check_tensors(
             )
 
 
+def check_layer_count(
+    info: dict[str, TensorInfo], prefix: str, declared: int, key: str, source: str, config_source: str
+) -> None:
+    """The config's layer count against the ``{prefix}N.`` blocks the weights hold: one message naming both,
+    before thousands of per-tensor expectations are built for layers that are not there."""
+    present: set[int] = set()
+    for name in info:
+        if name.startswith(prefix):
+            index = name[len(prefix) :].split(".", 1)[0]
+            if index.isdecimal():
+                present.add(int(index))
+    if len(present) != declared:
+        held = f"{len(present)} ({prefix}0 … {prefix}{max(present)})" if present else "none"
+        raise CheckpointError(
+            f"{config_source}: {key!r} is {declared}, but {source} holds {held} layers: fix the config or use "
+            "the matching weights"
+        )
+
+
 def detect_dit_layout(info: dict[str, TensorInfo], source: str) -> Layout:
     if "layers.0.attention.qkv.weight" in info:
         return Layout.RELEASE

@@ -32,13 +32,21 @@ class SafetensorsFolder:
         self.folder = folder
         single = folder / f"{stem}.safetensors"
         index = folder / f"{stem}.safetensors.index.json"
+        for path in (single, index):
+            if path.is_dir():
+                raise CheckpointError(f"{path}: is a directory, expected a file; replace it with the weight file")
         if single.is_file():
             files = [single]
         elif index.is_file():
             try:
-                weight_map = json.loads(index.read_text())["weight_map"]
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise CheckpointError(f"{index}: not a safetensors index (needs a 'weight_map' object)") from exc
+                weight_map = json.loads(index.read_bytes().decode("utf-8"))["weight_map"]
+                if not isinstance(weight_map, dict) or not all(isinstance(n, str) for n in weight_map.values()):
+                    raise TypeError("weight_map values must be file names")
+            except (ValueError, RecursionError, KeyError, TypeError) as exc:  # ValueError: JSON, UTF-8
+                raise CheckpointError(
+                    f"{index}: not a safetensors index (needs UTF-8 JSON with a 'weight_map' object of file "
+                    "names); re-download it"
+                ) from exc
             files = sorted({folder / name for name in weight_map.values()})
         else:
             raise CheckpointError(f"{folder}: no weights (expected {single.name} or {index.name})")
@@ -46,7 +54,8 @@ class SafetensorsFolder:
         self._info: dict[str, TensorInfo] = {}
         for file in files:
             if not file.is_file():
-                raise CheckpointError(f"{file}: missing (listed in {index.name})")
+                what = "is a directory, not a weight file" if file.is_dir() else "missing"
+                raise CheckpointError(f"{file}: {what} (listed in {index.name})")
             try:
                 with safe_open(str(file), framework="pt") as handle:
                     for key in handle.keys():  # noqa: SIM118 - safe_open handles are not iterable
@@ -55,7 +64,10 @@ class SafetensorsFolder:
             except CheckpointError:
                 raise
             except Exception as exc:
-                raise CheckpointError(f"{file}: not a readable safetensors file ({exc})") from exc
+                detail = " ".join(str(exc).split())[:200]
+                raise CheckpointError(
+                    f"{file}: not a readable safetensors file ({detail}): truncated or corrupt; re-download it"
+                ) from exc
 
     @property
     def info(self) -> dict[str, TensorInfo]:
