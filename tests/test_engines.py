@@ -7,6 +7,7 @@ Nothing can run a plan here. Where a check needs "this machine", it gets a descr
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 from ideogram_trt.cli import main
 from ideogram_trt.core.buckets import Bucket
 from ideogram_trt.core.digest import file_digest
+from ideogram_trt.core.files import FAILPOINT_ENV
 from ideogram_trt.core.gpu import GpuInfo
 from ideogram_trt.core.manifest import Flavor, Manifest, RuntimeEnv, check_engine_set, require_runnable
 from ideogram_trt.engines.builder import BuildRequest, build_engine_set
@@ -193,6 +195,29 @@ class TestFp8WeightOnlyEngineSet:
         referenced = {out / e.file for e in manifest.engines.values()}
         assert all(p.is_file() for p in referenced)
         assert not any(p.name.endswith(".tmp") for p in referenced)
+
+
+    @pytest.mark.parametrize("action", ["kill", "enospc"])
+    def test_a_failed_plan_commit_keeps_the_previous_set(
+        self, engine_set: Path, tiny_dir: Path, tmp_path: Path, action: str
+    ) -> None:
+        """kill -9 or a full disk at the moment a rebuilt plan is committed (core.files failpoints): the previous
+        set loads and checks clean, and the next run leaves none of our temporaries."""
+        out = self.copy(engine_set, tmp_path)
+        before = (out / "manifest.json").read_bytes()
+        argv = [sys.executable, "-m", "ideogram_trt", "build-engines", "--model", str(tiny_dir), "--out", str(out)]
+        argv += ["--recipe", "fp8-wo", "--flavor", "tensorrt-rtx", "--compute-capability", "8.9"]
+        argv += ["--buckets", ",".join(b.name for b in CHANGED), "--max-batch", "2", "--max-text-tokens", "128"]
+        env = {**os.environ, FAILPOINT_ENV: f"{action}@vae_decoder.*.plan"}
+        result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+        assert result.returncode == (-signal.SIGKILL if action == "kill" else 2), result.stderr
+        assert (out / "manifest.json").read_bytes() == before
+        manifest = Manifest.load(out)
+        assert check_engine_set(out, manifest, SIMULATED_RTX_4090) == []
+        leftovers = [p for p in (out / "plans").iterdir() if ".ideogram-tmp-" in p.name]
+        assert bool(leftovers) == (action == "kill")  # ENOSPC cleans up on the way out; a kill cannot
+        assert subprocess.run(argv, capture_output=True, timeout=600).returncode == 0
+        assert not [p for p in out.rglob("*") if ".ideogram-tmp-" in p.name or ".ideogram-partial-" in p.name]
 
 
 class TestFp8EngineSet:

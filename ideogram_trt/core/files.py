@@ -1,7 +1,7 @@
 """Every file ideogram-trt commits goes through here: atomic writes, staged folders, copies that refuse links out
 of their source, paths that must stay inside a folder, stale temporaries of our own, and the engine-set lock.
 
-The rules (docs: README "Files"):
+The rules (README.md, "Files"):
 - A committed file is written to a temporary beside it, flushed and fsync'ed, renamed over the target, and the
   folder fsync'ed: a reader sees the old file or the new one, never half of one. Any failure removes the temporary.
 - Outputs go only to regular files or new paths. An existing directory, device, FIFO, socket or symbolic link is

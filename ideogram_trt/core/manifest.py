@@ -426,7 +426,7 @@ def check_engine_set(
 
 def _gpu_problems(manifest: Manifest, env: RuntimeEnv, rebuild: str, allow_other_gpu: bool) -> list[str]:
     """Datacenter TensorRT plans are tuned for, and may only deserialize on, the GPU model that built them;
-    TensorRT-RTX plans run on any GPU of the compute capabilities they were built for (docs: README "GPUs")."""
+    TensorRT-RTX plans run on any GPU of the compute capabilities they were built for (README.md, "Files")."""
     if not env.gpus:
         return [f"no NVIDIA GPU visible: {manifest.flavor.value} plans need one"]
     problems = []

@@ -24,6 +24,7 @@ from torch import nn
 from ideogram_trt.core import rope
 from ideogram_trt.core.contracts import PIXELS_PER_TOKEN
 from ideogram_trt.core.errors import InputError
+from ideogram_trt.core.files import atomic_write
 from ideogram_trt.core.noise import initial_latents
 from ideogram_trt.core.prompts import read_prompt_file
 from ideogram_trt.core.sampling import denoise
@@ -52,10 +53,7 @@ class Calibration:
         return json.dumps(body, indent=1, sort_keys=True) + "\n"
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(self.to_json())
-        tmp.replace(path)
+        atomic_write(path, self.to_json(), "calibration file")
 
     @classmethod
     def load(cls, path: Path) -> Calibration:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
 from ideogram_trt.core.errors import IdeogramTrtError
+from ideogram_trt.core.files import check_source_file, copy_tree, remove_stale, staged_dir
 from ideogram_trt.model.checkpoint import (
     DIT_COMPONENTS,
     SCHEDULER,
@@ -41,15 +41,9 @@ def convert_to_diffusers(source: str | Path, out_dir: str | Path, overwrite: boo
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise IdeogramTrtError(f"{target}: already exists and is not empty")
     target.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    remove_stale(target.parent, names=lambda name: name == target.name)  # staging of a killed earlier run
+    with staged_dir(target, replace=True) as stage:  # a kill or failure leaves the previous folder as it was
         _convert_into(checkpoint, stage)
-        if target.exists():
-            shutil.rmtree(target)
-        stage.rename(target)
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
     return target
 
 
@@ -63,7 +57,8 @@ def _convert_into(checkpoint: Checkpoint, root: Path) -> None:
             continue
         folder = root / component
         folder.mkdir()
-        shutil.copy(checkpoint.folder(component) / "config.json", folder / "config.json")
+        source = check_source_file(checkpoint.folder(component) / "config.json", checkpoint.root)
+        shutil.copyfile(source, folder / "config.json")
         state = native_to_diffusers_dit(dequantize_state(checkpoint.dit_state(component)))
         state = {k: v.to(torch.bfloat16).contiguous() for k, v in state.items()}
         save_file(state, str(folder / "diffusion_pytorch_model.safetensors"), metadata={"format": "pt"})
@@ -79,5 +74,5 @@ def _convert_into(checkpoint: Checkpoint, root: Path) -> None:
     model.save_pretrained(root / TEXT_ENCODER)
 
     for component in (TOKENIZER, VAE, SCHEDULER):
-        shutil.copytree(checkpoint.folder(component), root / component)
+        copy_tree(checkpoint.folder(component), root / component, within=checkpoint.root)
     (root / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ import torch
 from safetensors.torch import save_file
 
 from ideogram_trt.core.errors import IdeogramTrtError
+from ideogram_trt.core.files import remove_stale, staged_dir
 from ideogram_trt.model.configs import TEXT_TAP_LAYERS, DiTConfig, TextEncoderConfig, VAEConfig
 from ideogram_trt.model.fp8 import quantize_rowwise
 from ideogram_trt.model.layout import Expected, dit_expected, text_encoder_expected
@@ -356,15 +355,9 @@ def write_tiny_checkpoint(
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise IdeogramTrtError(f"{target}: already exists and is not empty (pass --overwrite to replace it)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    remove_stale(target.parent, names=lambda name: name == target.name)  # staging of a killed earlier run
+    with staged_dir(target, replace=True) as stage:  # a kill or failure leaves the previous folder as it was
         _write_into(stage, spec, components, device, progress)
-        if target.exists():
-            shutil.rmtree(target)
-        stage.rename(target)
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
     return target
 
 
