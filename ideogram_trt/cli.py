@@ -12,11 +12,15 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from ideogram_trt import __version__
 from ideogram_trt.core.errors import IdeogramTrtError
 
 DEBUG_ENV = "IDEOGRAM_TRT_DEBUG"
+ALLOW_OTHER_GPU_HELP = (
+    "run datacenter TensorRT plans built on another GPU model of the same compute capability (refused by default)"
+)
 
 
 def _make_tiny(args: argparse.Namespace) -> int:
@@ -67,7 +71,34 @@ def _check(args: argparse.Namespace) -> int:
 
     from ideogram_trt.model.checkpoint import open_checkpoint
 
-    checkpoint = open_checkpoint(args.checkpoint)
+    checkpoint = open_checkpoint(args.checkpoint)  # configs, headers, FP8 scales
+    scanned = ""
+    if not args.headers_only:
+        import time
+
+        from ideogram_trt.core.progress import StepBar
+        from ideogram_trt.core.progress import console as progress_console
+        from ideogram_trt.model.finite import scan_plan, scan_tensors, tensor_bytes
+
+        plan = scan_plan(checkpoint)
+        total = sum(tensor_bytes(folder, keys) for folder, keys in plan)
+        start = time.perf_counter()
+        # The bar only on a terminal: in a log, a refusal stays the one `error:` line.
+        quiet = not progress_console.is_terminal
+        with StepBar("scanning weights for NaN/Inf (MiB)", max(1, total >> 20), quiet=quiet) as bar:
+            done = [0]
+
+            def advance(nbytes: int) -> None:
+                bar.advance(((done[0] + nbytes) >> 20) - (done[0] >> 20))
+                done[0] += nbytes
+
+            for folder, keys in plan:
+                scan_tensors(folder, keys, advance)
+        seconds = time.perf_counter() - start
+        scanned = (
+            f"weights scanned: {sum(len(k) for _, k in plan)} tensors, {total / 1e6:.1f} MB in {seconds:.1f}s "
+            f"({total / 1e6 / max(seconds, 1e-9):.0f} MB/s), all finite"
+        )
     table = Table(title=f"{checkpoint.root}", show_header=True)
     table.add_column("component")
     table.add_column("layout")
@@ -89,6 +120,7 @@ def _check(args: argparse.Namespace) -> int:
     table.add_row("vae", "diffusers", f"AutoencoderKLFlux2, {vae.latent_channels} latent channels")
     console = Console()
     console.print(table)
+    console.print(scanned or "weights not scanned for NaN/Inf (--headers-only); FP8 scales checked")
     console.print("checkpoint OK")
     return 0
 
@@ -136,7 +168,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     from ideogram_trt.core.progress import StepBar, stage
     from ideogram_trt.core.schedule import get_preset
-    from ideogram_trt.export.calibration import calibrate, parse_resolution, read_prompts
+    from ideogram_trt.export.calibration import calibrate, check_preset, parse_resolution, read_prompts
     from ideogram_trt.model.checkpoint import open_checkpoint
 
     preset = get_preset(args.preset)
@@ -149,6 +181,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         raise IdeogramTrtError(f"{args.out}: exists (pass --overwrite to replace it)")
     with stage(f"reading and validating {args.model}"):
         checkpoint = open_checkpoint(args.model)
+        check_preset(checkpoint, preset.name)  # a cond-only preset would leave dit_uncond uncalibrated
     total = len(resolutions) * len(prompts) * preset.steps
     with StepBar(f"calibrating {preset.name.value} over {len(prompts)} prompts", total) as bar:
         result = calibrate(
@@ -212,7 +245,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
     manifest = Manifest.load(args.engines)
     print_report(manifest)
-    problems = check_engine_set(args.engines, manifest, RuntimeEnv.detect())
+    problems = check_engine_set(args.engines, manifest, RuntimeEnv.detect(), allow_other_gpu=args.allow_other_gpu)
     if problems:
         print("this engine set cannot run on this machine:")
         for problem in problems:
@@ -226,22 +259,26 @@ def _generate(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from ideogram_trt.core.progress import StepBar
-    from ideogram_trt.runtime.images import output_paths, png_metadata, save_png
+    from ideogram_trt.core.prompts import check_prompt, read_prompt_file
+    from ideogram_trt.core.requests import check_images, check_seed, check_steps, parse_guidance
+    from ideogram_trt.runtime.images import check_outputs, png_metadata, save_png
     from ideogram_trt.runtime.pipeline import Pipeline
 
-    prompts = list(args.prompt)
+    prompts = [check_prompt(p, f"prompt argument {k}") for k, p in enumerate(args.prompt, 1)]
     if args.prompt_file is not None:
-        from ideogram_trt.export.calibration import read_prompts
-
-        prompts += read_prompts(args.prompt_file)
+        prompts += read_prompt_file(args.prompt_file)
     if not prompts:
         raise IdeogramTrtError("no prompt: give one as an argument, or --prompt-file FILE")
-    guidance = None
-    if args.guidance is not None:
-        values = [float(v) for v in args.guidance.split(",")]
-        guidance = values[0] if len(values) == 1 else values
+    # Everything the request itself gets wrong is refused before the engines load: its numbers, then every
+    # output path (a device, FIFO, folder or link is never written, and no run is wasted on it).
+    count = check_images(args.num_images, len(prompts))
+    check_seed(args.seed, count)
+    if args.steps is not None:
+        check_steps(args.steps)
+    guidance = None if args.guidance is None else parse_guidance(args.guidance)
+    paths = check_outputs(args.output, count)
     console = Console(stderr=True)
-    pipe = Pipeline.from_engines(args.engines, backend=args.backend)
+    pipe = Pipeline.from_engines(args.engines, backend=args.backend, allow_other_gpu=args.allow_other_gpu)
     bucket = pipe.resolve_bucket(args.height, args.width, args.bucket, args.snap)
     plan = pipe.sampling_plan(bucket, args.preset, args.steps, guidance, args.terminal)
     total = pipe.step_reports(plan, len(prompts), args.num_images)
@@ -257,10 +294,12 @@ def _generate(args: argparse.Namespace) -> int:
             terminal=args.terminal,
             on_step=lambda _p, _s, _t: bar.advance(),
         )
-    paths = output_paths(args.output, len(result.images))
-    parameters = {"steps": plan.schedule.steps, "guidance": plan.schedule.guidance.tolist(), "terminal": args.terminal}
-    for image, path, prompt, seed in zip(result.images, paths, result.prompts, result.seeds, strict=True):
-        save_png(image, path, png_metadata(prompt, seed, result.preset, bucket.name, result.engine_set, parameters))
+        # Inside the bar: a PNG that cannot be written (full disk) fails the run, and leaves one error line.
+        parameters = {"steps": plan.schedule.steps, "guidance": plan.schedule.guidance.tolist(),
+                      "terminal": args.terminal}  # fmt: skip
+        for image, path, prompt, seed in zip(result.images, paths, result.prompts, result.seeds, strict=True):
+            metadata = png_metadata(prompt, seed, result.preset, bucket.name, result.engine_set, parameters)
+            save_png(image, path, metadata)
     t = result.timings
     steps = ", ".join(f"{s * 1000:.0f}" for s in t.steps)
     console.print(
@@ -273,9 +312,9 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _triton_repo(args: argparse.Namespace) -> int:
-    from ideogram_trt.triton.repository import RepoRequest, write_repository
+    from ideogram_trt.triton.repository import RepoRequest, parse_gpus, write_repository
 
-    gpus = tuple(int(g) for g in args.gpus.split(",") if g.strip()) if args.gpus else ()
+    gpus = parse_gpus(args.gpus) if args.gpus is not None else ()
     request = RepoRequest(
         engines=args.engines,
         out=args.out,
@@ -293,10 +332,18 @@ def _triton_repo(args: argparse.Namespace) -> int:
 
 
 def _triton_client(args: argparse.Namespace) -> int:
-    from ideogram_trt.runtime.images import output_paths
-    from ideogram_trt.triton.client import ImageRequest, request_images, stream_images
+    from ideogram_trt.core.files import atomic_write
+    from ideogram_trt.runtime.images import check_outputs
+    from ideogram_trt.triton import client as triton
 
-    request = ImageRequest(args.prompt, args.height, args.width, args.preset, args.seed, args.num_images)
+    if args.stream and args.protocol != "grpc":
+        raise IdeogramTrtError("--stream needs --protocol grpc (Triton streams decoupled responses over gRPC only)")
+    url = triton.server_address(args.url, args.protocol)
+    timeout = triton.check_timeout(args.timeout)
+    request = triton.check_image_request(
+        triton.ImageRequest(args.prompt, args.height, args.width, args.preset, args.seed, args.num_images)
+    )
+    paths = check_outputs(args.output, request.num_images)  # refused before the server is asked
     if args.stream:
         from ideogram_trt.core.progress import StepBar
 
@@ -306,12 +353,13 @@ def _triton_client(args: argparse.Namespace) -> int:
                 bar.set_total(steps)
                 bar.advance()
 
-            _, pngs = stream_images(args.url, request, args.model, on_step, args.timeout)
+            _, pngs = triton.stream_images(url, request, args.model, on_step, timeout)
     else:
-        _, pngs = request_images(args.url, request, args.model, args.protocol, args.timeout)
-    for path, data in zip(output_paths(args.output, len(pngs)), pngs, strict=True):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        _, pngs = triton.request_images(url, request, args.model, args.protocol, timeout)
+    if len(pngs) != len(paths):
+        raise IdeogramTrtError(f"{url}: the server sent {len(pngs)} images for {len(paths)} asked")
+    for path, data in zip(paths, pngs, strict=True):
+        atomic_write(path, data, "PNG output")
         print(path)
     return 0
 
@@ -324,8 +372,11 @@ def _bench(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from ideogram_trt.core.buckets import Bucket
+    from ideogram_trt.core.files import atomic_write, check_output_target
 
     console = Console()
+    if args.json is not None:  # refused before minutes of timing, not after
+        check_output_target(args.json, "--json output")
     if args.flops:
         if not args.bucket:
             raise IdeogramTrtError("--flops needs --bucket HxW (e.g. 1024x1024)")
@@ -369,13 +420,20 @@ def _bench(args: argparse.Namespace) -> int:
             table.add_row(name, value)
         console.print(table)
     if args.json is not None:
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
+        atomic_write(args.json, json.dumps(report, indent=1) + "\n", "--json output")
         console.print(f"JSON: {args.json}")
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one ``error:`` line (the usage is one ``--help`` away) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ideogram-trt",
         description=(
             "Deploy Ideogram 4 on NVIDIA GPUs: checkpoints, ONNX export with FP8 Q/DQ, TensorRT engines per "
@@ -383,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"ideogram-trt {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     tiny = sub.add_parser(
         "make-tiny",
@@ -424,10 +482,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate a checkpoint folder and summarize it",
         description=(
             "Read every config and tensor header of an Ideogram 4 checkpoint (release FP8 layout or a "
-            "diffusers-layout repack) and report the first problem, or a summary."
+            "diffusers-layout repack) and report the first problem, or a summary. Every config number must be "
+            "finite and within the bounds in ideogram_trt/model/configs.py (MAXIMA), and every FP8 weight_scale "
+            "finite and positive (export and calibrate check these too). Then every weight is scanned in chunks "
+            "for NaN/Inf (FP8: the NaN bytes 0x7F/0xFF), with a progress bar on a terminal: the whole "
+            "checkpoint is read, ~27 GB at full size, so this takes as long as reading it from disk."
         ),
     )
     check.add_argument("checkpoint", type=Path, metavar="DIR")
+    check.add_argument(
+        "--headers-only",
+        action="store_true",
+        help="skip the whole-weight NaN/Inf scan (configs, headers and FP8 scales are still checked)",
+    )
     check.set_defaults(handler=_check)
 
     to_diffusers = sub.add_parser(
@@ -529,6 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the manifest as a table and check it against the installed TensorRT and visible GPUs.",
     )
     inspect.add_argument("engines", type=Path, metavar="DIR")
+    inspect.add_argument("--allow-other-gpu", action="store_true", help=ALLOW_OTHER_GPU_HELP)
     inspect.set_defaults(handler=_inspect)
 
     gen = sub.add_parser(
@@ -551,14 +619,27 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--preset", help="V4_QUALITY_48 | V4_DEFAULT_20 (default) | V4_TURBO_12 | V4_FAST_20 | V4_INSTANT_8"
     )
-    gen.add_argument("--steps", type=int, help="override the preset's step count")
-    gen.add_argument("--guidance", help="one value, or one per step (chronological), comma-separated")
+    from ideogram_trt.core.requests import MAX_IMAGES_PER_REQUEST, MAX_STEPS
+
+    gen.add_argument("--steps", type=int, help=f"override the preset's step count (1 to {MAX_STEPS})")
+    gen.add_argument(
+        "--guidance",
+        help="one finite value for every step, or one per step (chronological), comma-separated; a list sets the "
+        "step count, and --steps, if given too, must equal its length",
+    )
     gen.add_argument("--terminal", choices=["t_max", "zero"], default="t_max",
                      help="last step ends at t_max (official, default) or at 0 noise (diffusers)")  # fmt: skip
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("-n", "--num-images", type=int, default=1, help="images per prompt")
-    gen.add_argument("-o", "--output", type=Path, default=Path("ideogram.png"), help="PNG path (-k suffixes for many)")
+    gen.add_argument("--seed", type=int, default=0, help="0 to 2**63 - 1; image k of a request uses seed + k")
+    gen.add_argument(
+        "-n", "--num-images", type=int, default=1,
+        help=f"images per prompt (at most {MAX_IMAGES_PER_REQUEST} images per run, all prompts together)",
+    )  # fmt: skip
+    gen.add_argument(
+        "-o", "--output", type=Path, default=Path("ideogram.png"),
+        help="PNG path (-k suffixes for many): a new path or a regular file, never a device, FIFO, folder or link",
+    )  # fmt: skip
     gen.add_argument("--backend", help="onnxruntime | tensorrt (default: the engine set's flavor)")
+    gen.add_argument("--allow-other-gpu", action="store_true", help=ALLOW_OTHER_GPU_HELP)
     gen.set_defaults(handler=_generate)
 
     repo = sub.add_parser(

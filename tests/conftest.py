@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from reference_checkpoint import convert_reference
 
 from ideogram_trt.cli import main
 from ideogram_trt.model.checkpoint import Checkpoint, open_checkpoint
-from ideogram_trt.model.diffusers_layout import convert_to_diffusers
 
 # Under pytest-xdist every worker gets one core: torch and ONNX Runtime would otherwise each start a thread per
 # core in every worker and fight over the two cores.
@@ -33,7 +33,10 @@ def checkpoint(tiny_dir: Path) -> Checkpoint:
 
 @pytest.fixture(scope="session")
 def diffusers_dir(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return convert_to_diffusers(tiny_dir, tmp_path_factory.mktemp("ckpt") / "tiny-diffusers")
+    """The parity tests' reference checkpoint, converted by tests/reference_checkpoint.py (not by the package,
+    so a dequantization bug cannot sit on both sides; test_reference_checkpoint.py checks the package's own
+    converter gives the same tensors)."""
+    return convert_reference(tiny_dir, tmp_path_factory.mktemp("ckpt") / "tiny-diffusers")
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +48,16 @@ def reference_pipeline(diffusers_dir: Path):
     for name in ("transformer", "unconditional_transformer", "text_encoder", "vae"):
         assert not getattr(pipe, name).training, f"reference {name} is not in eval mode"
     return pipe
+
+
+@pytest.fixture(scope="session")
+def bf16_engines(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint's bf16-recipe ONNX Runtime engine set at 256x256 and 256x384, built by the CLI once for
+    every module that runs engines (tests must not change it)."""
+    out = tmp_path_factory.mktemp("engines") / "bf16"
+    argv = ["build-engines", "--model", str(tiny_dir), "--out", str(out), "--recipe", "bf16", "--flavor", "onnxruntime"]
+    assert main([*argv, "--buckets", "256x256,256x384"]) == 0
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -196,7 +196,6 @@ class TestFp8WeightOnlyEngineSet:
         assert all(p.is_file() for p in referenced)
         assert not any(p.name.endswith(".tmp") for p in referenced)
 
-
     @pytest.mark.parametrize("action", ["kill", "enospc"])
     def test_a_failed_plan_commit_keeps_the_previous_set(
         self, engine_set: Path, tiny_dir: Path, tmp_path: Path, action: str

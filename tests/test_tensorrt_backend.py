@@ -30,7 +30,13 @@ def fake_tensorrt_pipeline(engine_set: Path) -> tuple[Pipeline, FakeCuda, FakeTe
     plans = {}
     for entry in manifest.engines.values():
         folder = engine_set / ("sampler" if entry.graph == "sampler" else "onnx")
-        plans[entry.sha256] = (folder / f"{entry.graph}.onnx", len(entry.profiles))
+        # The plan's optimization profiles, as the build recorded them (TensorRT reads them from the plan).
+        assert [profile.index for profile in entry.profiles] == list(range(len(entry.profiles)))
+        profiles = [
+            {name: (tuple(r.min), tuple(r.opt), tuple(r.max)) for name, r in profile.shapes.items()}
+            for profile in entry.profiles
+        ]
+        plans[entry.sha256] = (folder / f"{entry.graph}.onnx", profiles)
         assert hashlib.sha256((engine_set / entry.file).read_bytes()).hexdigest() == entry.sha256
     cuda = FakeCuda()
     module = FakeTensorRT(cuda, plans)
@@ -100,6 +106,44 @@ class TestTensorRTBackendOnAFakeGpu:
         assert cuda.counts["capture"] == 7
         assert cuda.counts["malloc"] == allocations
         assert len(backend.engines["dit_cond"].graphs) == 2
+
+    def test_each_bucket_runs_on_its_profile_and_warm_requests_allocate_nothing(
+        self, engine_sets: tuple[Path, Path]
+    ) -> None:
+        """One plan per graph with one optimization profile per bucket (256x256: 0, 256x384: 1): every engine of a
+        request runs on its bucket's profile — the fake, like TensorRT, refuses a shape outside the selected
+        profile — and once both buckets are warm, identical requests allocate no device or page-locked host
+        memory."""
+        rtx, _ = engine_sets
+        pipe, cuda, _ = fake_tensorrt_pipeline(rtx)
+        backend = pipe.backend
+        assert isinstance(backend, TensorRTBackend)
+        bucketed = {name: e for name, e in backend.engines.items() if e.entry.graph != "text_encoder"}
+        assert {name: e.engine.num_optimization_profiles for name, e in bucketed.items()} == dict.fromkeys(bucketed, 2)
+        expected = {"256x256": 0, "256x384": 1}
+        for entry in pipe.manifest.engines.values():
+            if entry.graph != "text_encoder":
+                assert {b: entry.profile_for(b).index for b in expected} == expected, entry.name
+        # A 256x384 latent shape is outside profile 0: TensorRT (and the fake) refuse it there.
+        dit = backend.engines["dit_cond"].context
+        latents = tuple(backend.engines["dit_cond"].entry.profiles[1].shapes["latents"].min)
+        assert dit.profile == 0 and not dit.set_input_shape("latents", latents)  # type: ignore[attr-defined]
+        dit.refused.clear()  # type: ignore[attr-defined]
+
+        kwargs = {"preset": "V4_TURBO_12", "num_images": 2}
+        counts: list[tuple[int, int]] = []
+        for bucket, profile in [*expected.items(), *expected.items(), *expected.items()]:
+            runs = {name: len(e.engine.ran_on) for name, e in bucketed.items()}  # type: ignore[attr-defined]
+            pipe(PROMPTS, bucket=bucket, seed=1, **kwargs)
+            for name, engine in bucketed.items():
+                ran_on = engine.engine.ran_on[runs[name] :]  # type: ignore[attr-defined]
+                assert ran_on and set(ran_on) == {profile}, (bucket, name, ran_on)
+                assert engine.context.profile == profile  # type: ignore[attr-defined]
+            counts.append((cuda.counts["malloc"], cuda.counts["host"]))
+        assert not any(e.context.refused for e in backend.engines.values())  # type: ignore[attr-defined]
+        # Warm after one request per bucket: the second and third rounds allocate nothing, on device or host.
+        assert counts[2:] == [counts[1]] * 4, counts
+        assert counts[1][1] > 0  # the page-locked staging buffers were made (in warm-up) and counted
 
     def test_evicted_graphs_are_destroyed_and_recaptured(
         self, engine_sets: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch

@@ -93,6 +93,69 @@ class TestDiTsBf16:
             b = json.loads((fp8 / f"{graph}.json").read_text())
             assert 0.5 <= b["weights_bytes"] / a["weights_bytes"] <= 0.6, graph
 
+    @pytest.mark.parametrize(("recipe", "exported"), [("bf16", DITS_AND_VAE), ("fp8-wo", DITS), ("fp8", DITS)])
+    @pytest.mark.parametrize("graph", DITS)
+    def test_timestep_is_rounded_to_bf16_before_the_embedding(
+        self, exports, recipe: str, exported: tuple[str, ...], graph: str
+    ) -> None:
+        """spec §5.2: a bf16 DiT sees bf16(t) — the runtime uploads the schedule's float32 t and the graph rounds
+        it: timestep → Cast(bf16) → Cast(fp32) before any arithmetic, and the embedding runs in fp32 on that. The
+        path is read from the graph and run (onnx's reference evaluator) on V4_DEFAULT_20's t at 1024x1024: it
+        must give the golden table's bf16 column (spec §5.5)."""
+        import onnx
+        from onnx.reference import ReferenceEvaluator
+        from test_schedule import GOLDEN_DEFAULT_20
+
+        from ideogram_trt.core import contracts as io
+        from ideogram_trt.core.schedule import PresetName, preset_schedule
+
+        model = onnx.load(str(exports.get(recipe, "bf16", exported) / f"{graph}.onnx"), load_external_data=False)
+        consumers: dict[str, list[onnx.NodeProto]] = {}
+        for node in model.graph.node:
+            for name in node.input:
+                consumers.setdefault(name, []).append(node)
+        # Follow the timestep through the ops that pass its value on unchanged but for dtype; stop at arithmetic.
+        passing = {"Cast", "Identity", "Unsqueeze", "Reshape", "Squeeze", "Flatten"}
+        path: list[onnx.NodeProto] = []
+        seen_by_arithmetic: set[str] = set()
+        frontier = [io.TIMESTEP]
+        while frontier:
+            tensor = frontier.pop()
+            for node in consumers.get(tensor, []):
+                if node.op_type == "Shape":  # reads no values
+                    continue
+                if node.op_type in passing and node.input[0] == tensor:
+                    path.append(node)
+                    frontier.extend(node.output)
+                else:
+                    seen_by_arithmetic.add(tensor)
+        casts = [onnx.helper.get_attribute_value(a) for n in path if n.op_type == "Cast" for a in n.attribute]
+        assert onnx.TensorProto.BFLOAT16 in casts, f"{graph}: the timestep reaches arithmetic unrounded ({casts})"
+        assert len(seen_by_arithmetic) == 1, f"{graph}: the timestep reaches arithmetic by several paths"
+        (seen,) = seen_by_arithmetic
+        assert casts[-1] == onnx.TensorProto.FLOAT, f"{graph}: the embedding does not run in fp32 ({casts})"
+
+        # Run that path alone: the t the embedding computes with, for the schedule's own float32 t.
+        needed = {i for n in path for i in n.input[1:]}
+        constants = [n for n in model.graph.node if n.op_type == "Constant" and set(n.output) & needed]
+        sub = onnx.helper.make_graph(
+            [*constants, *path],
+            "timestep_path",
+            [onnx.helper.make_tensor_value_info(io.TIMESTEP, onnx.TensorProto.FLOAT, [None])],
+            [onnx.helper.make_tensor_value_info(seen, onnx.TensorProto.FLOAT, None)],
+            [t for t in model.graph.initializer if t.name in needed],
+        )
+        evaluator = ReferenceEvaluator(onnx.helper.make_model(sub, opset_imports=model.opset_import))
+        for preset in (PresetName.V4_DEFAULT_20, PresetName.V4_TURBO_12):
+            schedule = preset_schedule(preset, 1024, 1024)
+            (embedded,) = evaluator.run(None, {io.TIMESTEP: schedule.t})
+            embedded = embedded.reshape(-1)
+            if preset is PresetName.V4_DEFAULT_20:
+                np.testing.assert_allclose(embedded, np.array(GOLDEN_DEFAULT_20)[:, 1], rtol=0, atol=1e-7)
+            expected = torch.from_numpy(schedule.t).to(torch.bfloat16).float().numpy()  # torch as the oracle
+            assert np.array_equal(embedded, expected), preset
+            assert not np.array_equal(embedded, schedule.t)  # the rounding is visible on this schedule
+
 
 def test_build_errors_are_reported(tmp_path) -> None:
     bad = tmp_path / "bad.onnx"

@@ -8,6 +8,7 @@ import concurrent.futures
 import dataclasses
 import io
 import json
+import re
 import statistics
 import subprocess
 import time
@@ -17,17 +18,103 @@ from pathlib import Path
 import numpy as np
 import pytest
 from google.protobuf import text_format
+from helpers import assert_one_line_error, run_cli, snapshot
 from PIL import Image
-from triton_server import TRITON_VENV, triton_server
+from triton_server import TRITON_VENV, Server, triton_server
 from tritonclient.grpc import model_config_pb2 as mc
+from tritonclient.utils import InferenceServerException
 
 from ideogram_trt.cli import main
 from ideogram_trt.core.errors import IdeogramTrtError
 from ideogram_trt.core.manifest import Flavor, Manifest
 from ideogram_trt.runtime import Pipeline
-from ideogram_trt.triton.client import ImageRequest, request_images, stream_images
+from ideogram_trt.triton.client import ImageRequest, request_images, server_message, stream_images
 
 REQUEST = ImageRequest('{"subject":"a lighthouse at dusk"}', 256, 384, "V4_INSTANT_8", 21)
+RAW = {"prompt": REQUEST.prompt.encode(), "height": 256, "width": 384, "preset": b"V4_INSTANT_8", "seed": 21,
+       "num_images": 1}  # fmt: skip
+KINDS = {"prompt": ("BYTES", np.object_), "preset": ("BYTES", np.object_), "height": ("INT32", np.int32),
+         "width": ("INT32", np.int32), "seed": ("INT64", np.int64), "num_images": ("INT32", np.int32),
+         "bogus": ("INT32", np.int32)}  # fmt: skip
+
+
+def raw_inputs(module, change: dict) -> list:
+    """REQUEST's inputs with ``change`` applied as is (None leaves an input out), past every client-side check."""
+    inputs = []
+    for name, value in {**RAW, **change}.items():
+        if value is None:
+            continue
+        kind, dtype = KINDS[name]
+        array = np.array(value if isinstance(value, list) else [value], dtype=dtype)
+        tensor = module.InferInput(name, list(array.shape), kind)
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    return inputs
+
+
+def raw_infer(url: str, model: str, change: dict) -> None:
+    import tritonclient.grpc as grpc
+
+    client = grpc.InferenceServerClient(url)
+    try:
+        client.infer(model, raw_inputs(grpc, change), client_timeout=60)
+    finally:
+        client.close()
+
+
+def raw_stream(url: str, model: str, change: dict) -> None:
+    """A decoupled request; raises IdeogramTrtError with the server's message."""
+    import queue
+
+    import tritonclient.grpc as grpc
+
+    responses: queue.Queue = queue.Queue()
+    client = grpc.InferenceServerClient(url)
+    try:
+        client.start_stream(callback=lambda result, error: responses.put((result, error)))
+        client.async_stream_infer(model, raw_inputs(grpc, change), enable_empty_final_response=True)
+        while True:
+            result, error = responses.get(timeout=60)
+            if error is not None:
+                raise IdeogramTrtError(server_message(error.message()))
+            final = result.get_response().parameters.get("triton_final_response")
+            if final is not None and final.bool_param:
+                return
+    finally:
+        client.stop_stream()
+        client.close()
+
+
+def counts(server: Server, model: str) -> tuple[int, int, int, int]:
+    """Triton's own counters: statistics API (success, fail), metrics (nv_inference_request_success, the sum of
+    nv_inference_request_failure over its reasons)."""
+    import tritonclient.http as http
+
+    client = http.InferenceServerClient(server.http)
+    try:
+        stats = client.get_inference_statistics(model)["model_stats"][0]["inference_stats"]
+    finally:
+        client.close()
+    with urllib.request.urlopen(f"http://{server.metrics}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    label = re.escape(f'model="{model}"')
+
+    def metric(name: str) -> int:
+        pattern = rf"^{name}{{[^}}]*{label}[^}}]*}} (\d+)"
+        return sum(int(float(m)) for m in re.findall(pattern, text, re.M))
+
+    return (int(stats["success"]["count"]), int(stats["fail"]["count"]), metric("nv_inference_request_success"),
+            metric("nv_inference_request_failure"))  # fmt: skip
+
+
+def wait_for_counts(server: Server, model: str, before: tuple, successes: int, failures: int) -> tuple:
+    """Triton updates its counters just after the response: wait (at most 10 s) for the expected deltas."""
+    expected = (before[0] + successes, before[1] + failures, before[2] + successes, before[3] + failures)
+    deadline = time.monotonic() + 10
+    while (now := counts(server, model)) != expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert now == expected, f"{model}: counters {now}, expected {expected} (from {before})"
+    return now
 
 
 class TestTritonServer:
@@ -135,6 +222,84 @@ class TestTritonServer:
                 client.infer("ideogram4", [prompt, seed])
         finally:
             client.close()
+        assert request_images(server.grpc, REQUEST)[0].shape == (1, 256, 384, 3)
+
+    # --- issue 12: oversized prompts, Triton's own failure counters, the client against a live server ----------
+
+    @pytest.mark.parametrize("protocol", ["grpc", "http"])
+    def test_an_oversized_prompt_is_refused_at_once_and_the_server_keeps_serving(self, server, protocol) -> None:
+        url = server.grpc if protocol == "grpc" else server.http
+        huge = dataclasses.replace(REQUEST, prompt="x" * (16 << 20))  # 16 MB: tokenizing it took 18 s and 1.9 GB
+        start = time.perf_counter()
+        with pytest.raises(IdeogramTrtError, match=r"the prompt is 16777216 bytes; prompts longer than 262144 byt"):
+            request_images(url, huge, protocol=protocol)
+        elapsed = time.perf_counter() - start
+        assert elapsed < 1.0, f"{elapsed:.2f} s to refuse a 16 MB prompt"
+        assert request_images(url, REQUEST, protocol=protocol)[0].shape == (1, 256, 384, 3)
+
+    def test_bad_requests_count_as_failures_in_triton_and_good_ones_as_successes(self, server) -> None:
+        before = {model: counts(server, model) for model in ("ideogram4", "ideogram4_stream")}
+        refusals = {  # inputs sent as they are (no client-side checks): the model's one-line message
+            "unknown preset": ({"preset": b"V9_MAGIC"}, "unknown preset 'V9_MAGIC'"),
+            "bad size": ({"height": 1024, "width": 1024}, "1024x1024 is not a bucket of this engine set"),
+            "num_images above the limit": ({"num_images": 3}, "num_images 3 is above this model's limit of 2"),
+            "num_images 0": ({"num_images": 0}, "num_images must be at least 1, got 0"),
+            "negative seed": ({"seed": -1}, "seed -1: give a whole number from 0"),
+            "seed + n past int64": ({"seed": 2**63 - 1, "num_images": 2}, "2**63 - 2 for 2 images"),
+            "height without width": ({"width": None}, "input 'height' was sent without 'width'"),
+            "non-UTF-8 prompt": ({"prompt": b"caf\xe9 \xff"}, "input 'prompt' is not UTF-8 text"),
+            "oversized prompt": ({"prompt": b"x" * (1 << 20)}, "the prompt is 1048576 bytes"),
+            "empty prompt": ({"prompt": b" "}, "the prompt is empty"),
+            "missing prompt": ({"prompt": None}, "input 'prompt' is required"),  # Triton 2.51 lets it through
+        }
+        for what, (change, message) in refusals.items():
+            with pytest.raises(InferenceServerException) as caught:
+                raw_infer(server.grpc, "ideogram4", change)
+            line = server_message(caught.value.message())
+            assert message in line and "\n" not in line and "Traceback" not in line and "At:" not in line, what
+        expected_backend_failures = len(refusals)
+        # Refused by Triton itself before the model runs (shape [2] for dims [1]; an undeclared input): Triton
+        # counts these nowhere in the model's statistics.
+        for change, message in (({"seed": [1, 2]}, "Expected [1], got [2]"), ({"bogus": 1}, "got 7 inputs")):
+            with pytest.raises(InferenceServerException, match=re.escape(message)):
+                raw_infer(server.grpc, "ideogram4", change)
+        for change in ({"preset": b"V9_MAGIC"}, {"num_images": 3}, {"prompt": b"\xff"}):
+            with pytest.raises(IdeogramTrtError):
+                raw_stream(server.grpc, "ideogram4_stream", change)
+        mid = wait_for_counts(server, "ideogram4", before["ideogram4"], 0, expected_backend_failures)
+        wait_for_counts(server, "ideogram4_stream", before["ideogram4_stream"], 0, 3)
+        assert request_images(server.grpc, REQUEST)[0].shape == (1, 256, 384, 3)
+        assert request_images(server.http, REQUEST, protocol="http")[0].shape == (1, 256, 384, 3)
+        stream_images(server.grpc, REQUEST, "ideogram4_stream", lambda s, n: None)
+        after = wait_for_counts(server, "ideogram4", before["ideogram4"], 2, expected_backend_failures)
+        wait_for_counts(server, "ideogram4_stream", before["ideogram4_stream"], 1, 3)
+        print(f"\nideogram4 (success, fail, metric success, metric failure): {before['ideogram4']} -> {mid} -> {after}")
+
+    @pytest.mark.parametrize("scheme", ["", "grpc://", "http://"])
+    def test_the_client_command_writes_the_png_atomically_and_accepts_a_url_scheme(
+        self, server, tmp_path: Path, capsys, scheme: str
+    ) -> None:
+        protocol = "http" if scheme == "http://" else "grpc"
+        url = scheme + (server.http if protocol == "http" else server.grpc)
+        out = tmp_path / "pictures" / "fox.png"
+        code, stdout, err = run_cli(["triton-client", REQUEST.prompt, "--url", url, "--protocol", protocol,
+                                     "--height", "256", "--width", "384", "--preset", "V4_INSTANT_8", "-o", out,
+                                     "-n", "2"], capsys)  # fmt: skip
+        assert code == 0, err
+        paths = [out.with_name("fox-0.png"), out.with_name("fox-1.png")]
+        assert stdout.split() == [str(p) for p in paths]
+        assert sorted(out.parent.iterdir()) == paths  # no temporaries
+        assert Image.open(paths[1]).text["seed"] == "1"  # type: ignore[attr-defined]
+
+    @pytest.mark.parametrize("mode", [["--protocol", "grpc"], ["--protocol", "http"], ["--stream"]])
+    def test_a_client_timeout_is_one_line_and_the_server_keeps_serving(self, server, tmp_path: Path, capsys, mode):
+        url = server.http if "http" in mode else server.grpc
+        model = ["--model", "ideogram4_stream"] if "--stream" in mode else []
+        before = snapshot(tmp_path)
+        code, _, err = run_cli(["triton-client", REQUEST.prompt, "--url", url, *mode, *model, "--timeout", "0.01",
+                                "-o", tmp_path / "fox.png"], capsys)  # fmt: skip
+        assert_one_line_error(code, err, url, "no answer within --timeout 0.01 s", "raise --timeout")
+        assert snapshot(tmp_path) == before
         assert request_images(server.grpc, REQUEST)[0].shape == (1, 256, 384, 3)
 
     def test_load_16_concurrent_requests_from_4_threads(self, server, capsys) -> None:

@@ -19,3 +19,8 @@ class ConfigError(CheckpointError):
 
 class InputError(IdeogramTrtError):
     """A request cannot be served as asked: prompt too long or empty, unsupported size, unknown preset."""
+
+
+class EngineOutputError(IdeogramTrtError):
+    """The engines returned something no image can come from (NaN or Inf latents): the checkpoint or the engine
+    set is broken, not the request."""

@@ -14,7 +14,8 @@ The rules (README.md, "Files"):
 
 Failpoints (tests only): ``IDEOGRAM_TRT_FAILPOINT=ACTION@PATTERN`` makes the commit of a file or folder whose name
 matches PATTERN (fnmatch) fail just before its rename: ``kill`` sends SIGKILL to this process, ``enospc`` raises
-ENOSPC after writing half of a byte payload, ``stall`` waits 5 s. Fault-injection tests use them to prove the previous state survives.
+ENOSPC after writing half of a byte payload, ``stall`` waits 5 s. Fault-injection tests use them to prove the
+previous state survives.
 """
 
 from __future__ import annotations

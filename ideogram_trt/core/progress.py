@@ -58,6 +58,8 @@ class _Live:
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
     ) -> None:
+        if kind is not None:  # a failed run leaves its one error line, not a half-drawn bar above it
+            self._progress.live.transient = True
         self._progress.__exit__(kind, value, traceback)
 
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from enum import Enum
 from statistics import NormalDist
 
-import ml_dtypes
 import numpy as np
 
 from ideogram_trt.core.errors import InputError
@@ -115,6 +114,8 @@ class Schedule:
     """Per chronological step j: the time fed to the DiTs, the time stepped to, the Euler step and the guidance.
 
     All float32 arrays of length ``steps``; the loop is ``z += v · dt[j]`` with ``v = g·v_cond + (1−g)·v_uncond``.
+    ``t`` is fed to every DiT as float32: a bf16 DiT rounds it to bf16 itself, inside the graph, as every reference
+    does (spec §5.2; test_tensorrt_build.py checks the exported graphs against spec §5.5's bf16 column).
     """
 
     t: np.ndarray
@@ -126,11 +127,6 @@ class Schedule:
     @property
     def steps(self) -> int:
         return int(self.t.shape[0])
-
-    @property
-    def t_bf16(self) -> np.ndarray:
-        """The timestep as a bf16 network sees it: every reference casts t to the DiT dtype first (spec §5.2)."""
-        return bf16_round(self.t)
 
 
 def logit_normal_schedule(
@@ -169,8 +165,3 @@ def preset_schedule(
 ) -> Schedule:
     p = preset if isinstance(preset, Preset) else get_preset(preset)
     return logit_normal_schedule(p.steps, p.mu, p.std, height, width, p.guidance, terminal)
-
-
-def bf16_round(x: np.ndarray) -> np.ndarray:
-    """Round float32 values to the nearest bfloat16 (ties to even) and return them as float32."""
-    return np.asarray(x, dtype=np.float32).astype(ml_dtypes.bfloat16).astype(np.float32)

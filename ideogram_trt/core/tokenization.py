@@ -19,6 +19,28 @@ from tokenizers import Tokenizer
 from ideogram_trt.core.errors import CheckpointError, InputError
 
 MAX_TEXT_TOKENS = 2048  # spec §3.2: every reference refuses longer prompts
+# A prompt's UTF-8 length is checked before anything renders or tokenizes it, so a huge one (a 16 MB request to
+# Triton) is refused in microseconds instead of being tokenized first. The bound is generous, never tight: one
+# token covers at most MAX_TOKEN_BYTES bytes of text (byte-level BPE vocabularies such as Qwen2's stay well under
+# it; PromptTokenizer raises the bound for a vocabulary with longer tokens), so a prompt over the byte limit cannot
+# fit in the token limit, and prompts under it still get the exact token count check.
+MAX_TOKEN_BYTES = 128
+MAX_PROMPT_BYTES = MAX_TEXT_TOKENS * MAX_TOKEN_BYTES  # 256 KiB
+
+
+def prompt_byte_limit(max_tokens: int = MAX_TEXT_TOKENS, token_bytes: int = MAX_TOKEN_BYTES) -> int:
+    """The most UTF-8 bytes a prompt of at most ``max_tokens`` tokens can have (generously)."""
+    return max(MAX_PROMPT_BYTES, max_tokens * token_bytes)
+
+
+def check_prompt_size(size: int, max_tokens: int = MAX_TEXT_TOKENS, token_bytes: int = MAX_TOKEN_BYTES) -> None:
+    """Refuse a prompt of ``size`` UTF-8 bytes that cannot fit in ``max_tokens`` tokens (before tokenizing it)."""
+    limit = prompt_byte_limit(max_tokens, token_bytes)
+    if size > limit:
+        raise InputError(
+            f"the prompt is {size} bytes; prompts longer than {limit} bytes cannot fit in the {max_tokens}-token "
+            "limit: shorten it"
+        )
 
 
 @dataclass(frozen=True)
@@ -45,6 +67,8 @@ class PromptTokenizer:
         self._tokenizer = tokenizer
         self._pad_token_id = pad_token_id
         self._source = source
+        longest = max((len(token.encode()) for token in tokenizer.get_vocab()), default=0)
+        self._token_bytes = max(MAX_TOKEN_BYTES, longest)  # a generous, never tight, bytes-per-token bound
         # The environment transformers renders chat templates in, so real checkpoints' templates behave alike.
         env = ImmutableSandboxedEnvironment(
             trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
@@ -85,9 +109,14 @@ class PromptTokenizer:
         except TemplateError as exc:
             raise CheckpointError(f"{self._source}: the chat template failed to render: {exc}") from exc
 
+    def check_size(self, size: int, max_tokens: int = MAX_TEXT_TOKENS) -> None:
+        """Refuse a prompt of ``size`` UTF-8 bytes too long for ``max_tokens`` of this vocabulary, untokenized."""
+        check_prompt_size(size, max_tokens, self._token_bytes)
+
     def encode(self, prompt: str, max_tokens: int = MAX_TEXT_TOKENS) -> list[int]:
         if not isinstance(prompt, str) or not prompt.strip():
             raise InputError("the prompt is empty: give a non-empty prompt (Ideogram 4 expects a JSON caption)")
+        self.check_size(len(prompt.encode("utf-8", "surrogatepass")), max_tokens)
         ids = self._tokenizer.encode(self.render(prompt), add_special_tokens=False).ids
         if len(ids) > max_tokens:
             raise InputError(

@@ -19,10 +19,15 @@ from typing import Any
 
 from ideogram_trt import __version__
 from ideogram_trt.core.buckets import Bucket
+from ideogram_trt.core.errors import InputError
 from ideogram_trt.core.flops import CARDS, RequestFlops, request_flops
 from ideogram_trt.core.gpu import visible_gpus
 from ideogram_trt.core.host import cpu_model
 from ideogram_trt.core.schedule import get_preset
+from ideogram_trt.core.tokenization import MAX_TEXT_TOKENS
+
+# p50/p95 settle after a few dozen runs; 1000 runs of a 1024² V4_QUALITY_48 request take hours on an H200.
+MAX_RUNS = 1000
 
 DEFAULT_PROMPT = (
     '{"subject":"a red fox curled up in fresh snow","style":"wildlife photography",'
@@ -73,6 +78,9 @@ def bench_engines(
 ) -> BenchResult:
     from ideogram_trt.runtime import Pipeline
 
+    if isinstance(runs, bool) or not isinstance(runs, int) or not 1 <= runs <= MAX_RUNS:
+        raise InputError(f"--runs {runs!r}: give a whole number of timed runs from 1 to {MAX_RUNS}")
+    get_preset(preset)  # an unknown preset is refused before the engine set loads
     start = time.perf_counter()
     pipe = Pipeline.from_engines(engines, backend=backend)
     load = time.perf_counter() - start
@@ -108,6 +116,8 @@ def bench_engines(
 
 def flop_table(bucket: Bucket, preset: str, text_tokens: int, card: str) -> dict[str, Any]:
     chosen = CARDS[card]
+    if not 1 <= text_tokens <= MAX_TEXT_TOKENS:
+        raise InputError(f"--text-tokens {text_tokens}: give a prompt length from 1 to {MAX_TEXT_TOKENS} tokens")
     flops: RequestFlops = request_flops(bucket, get_preset(preset), text_tokens)
     stages = {
         "text_encoder": flops.text_encoder,

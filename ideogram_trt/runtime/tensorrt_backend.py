@@ -208,10 +208,13 @@ class TensorRTBackend:
     def _select(self, engine: _Engine, profile: int, shapes: dict[str, tuple[int, ...]]) -> None:
         """Put the engine's context on ``profile`` with these input shapes."""
         if engine.profile != profile:
-            engine.context.set_optimization_profile_async(profile, self.stream)
-            engine.profile = profile
+            if not engine.context.set_optimization_profile_async(profile, self.stream):
+                raise CudaError(f"{engine.entry.name}: TensorRT refused optimization profile {profile}")
+            engine.profile = profile  # switching profiles drops the input shapes: they are all set below
         for name, shape in shapes.items():
-            engine.context.set_input_shape(name, shape)
+            # TensorRT refuses (False) a shape outside the selected profile's [min, max] for that input.
+            if not engine.context.set_input_shape(name, shape):
+                raise CudaError(f"{engine.entry.name}: {name} shape {shape} is outside optimization profile {profile}")
 
     def _engine_for(self, graph: str, bucket: str | None) -> tuple[str, int]:
         entry = self.manifest.engine_for(graph, bucket)

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import math
 import queue
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ideogram_trt.core.errors import IdeogramTrtError
+from ideogram_trt.core.errors import IdeogramTrtError, InputError
+
+PROTOCOLS = ("grpc", "http")
+MAX_SIDE = 2**31 - 1  # height and width travel as INT32
+PROBE_SECONDS = 10.0  # the most the liveness check before a request waits
+# What Triton's Python backend makes of an exception raised by execute (ideogram_trt.triton.model.RequestError):
+# a prefix naming the instance, the exception's type, and its Python traceback after "At:".
+_RAISED = re.compile(r"Failed to process the request\(s\) for model '[^']*', message: (?:RequestError: )?(.*)", re.S)
+_ADDRESS = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})")
 
 
 @dataclass(frozen=True)
@@ -20,6 +30,82 @@ class ImageRequest:
     preset: str | None = None
     seed: int = 0
     num_images: int = 1
+
+
+def server_address(url: str, protocol: str) -> str:
+    """``host:port`` for tritonclient: a ``grpc://`` or ``http://`` prefix matching ``protocol`` is dropped, any
+    other scheme, a path or a missing port is refused (one line naming the URL and the fix)."""
+    if protocol not in PROTOCOLS:
+        raise InputError(f"unknown protocol {protocol!r}: use grpc or http")
+    default = 8001 if protocol == "grpc" else 8000
+    example = f"e.g. --url localhost:{default}"
+    address = url
+    scheme, separator, rest = url.partition("://")
+    if separator:
+        if scheme.lower() != protocol:
+            hint = " (TLS is not supported here)" if scheme.lower() in ("https", "grpcs") else ""
+            raise InputError(
+                f"--url {url!r}: a {scheme}:// URL with --protocol {protocol}{hint}; give host:port ({example}), or "
+                f"{protocol}://host:port"
+            )
+        address = rest.rstrip("/")
+    match = _ADDRESS.fullmatch(address)
+    if match is None or not 1 <= int(match["port"]) <= 65535:
+        raise InputError(f"--url {url!r}: not host:port; give the server's address and port ({example})")
+    return address
+
+
+def check_image_request(request: ImageRequest) -> ImageRequest:
+    """Refuse values the server would refuse, or that cannot travel as its input types, before connecting."""
+    from ideogram_trt.core.prompts import check_prompt
+    from ideogram_trt.core.requests import check_images, check_seed
+
+    check_prompt(request.prompt, "the prompt")
+    if (request.height is None) != (request.width is None):
+        raise InputError("give both --height and --width, or neither (the model's first bucket)")
+    for side, value in (("height", request.height), ("width", request.width)):
+        if value is not None and not 1 <= value <= MAX_SIDE:
+            raise InputError(f"--{side} {value}: give a positive number of pixels (e.g. 1024)")
+    check_images(request.num_images, 1)
+    check_seed(request.seed, request.num_images)
+    return request
+
+
+def check_timeout(timeout: float) -> float:
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise InputError(f"--timeout {timeout}: give a positive number of seconds (e.g. 600)")
+    return timeout
+
+
+def server_message(message: str) -> str:
+    """The model's one-line message out of a Triton error (without the backend's prefix and Python traceback)."""
+    match = _RAISED.search(message)
+    text = match.group(1) if match else message
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else "the server gave no reason"
+
+
+def _probe(module: Any, client: Any, url: str, protocol: str, timeout: float) -> None:
+    """Fail fast, with one line, when nothing answers at ``url``."""
+    try:
+        kwargs = {"client_timeout": min(timeout, PROBE_SECONDS)} if protocol == "grpc" else {}
+        live = client.is_server_live(**kwargs)
+    except Exception as exc:
+        reason = server_message(exc.message()) if hasattr(exc, "message") else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, TimeoutError) or "deadline exceeded" in reason.lower() or "timed out" in reason:
+            raise _timed_out(url, timeout) from None  # something listens, but not within --timeout
+        raise IdeogramTrtError(
+            f"no Triton server answers at {url} over {protocol} ({reason}); start it, or fix --url/--protocol "
+            "(gRPC listens on 8001 and HTTP on 8000 by default)"
+        ) from None
+    if not live:
+        raise IdeogramTrtError(f"the Triton server at {url} is not live yet; wait for it, then ask again")
+
+
+def _timed_out(url: str, timeout: float) -> IdeogramTrtError:
+    return IdeogramTrtError(
+        f"{url}: no answer within --timeout {timeout:g} s; raise --timeout (a request can take minutes)"
+    )
 
 
 def _inputs(module: Any, request: ImageRequest) -> list[Any]:
@@ -48,20 +134,29 @@ def request_images(
     """(image uint8 [n, H, W, 3], PNG bytes per image)."""
     from tritonclient.utils import InferenceServerException
 
+    url = server_address(url, protocol)
+    timeout = check_timeout(timeout)
     if protocol == "grpc":
         import tritonclient.grpc as module
-    elif protocol == "http":
-        import tritonclient.http as module  # type: ignore[no-redef]
     else:
-        raise IdeogramTrtError(f"unknown protocol {protocol!r}: use grpc or http")
-    kwargs = {"network_timeout": timeout} if protocol == "http" else {}
+        import tritonclient.http as module  # type: ignore[no-redef]
+    kwargs = (
+        {"network_timeout": timeout, "connection_timeout": min(timeout, PROBE_SECONDS)} if protocol == "http" else {}
+    )
     client = module.InferenceServerClient(url, **kwargs)
     try:
+        _probe(module, client, url, protocol, timeout)
         outputs = [module.InferRequestedOutput("image"), module.InferRequestedOutput("png")]
         extra = {"client_timeout": timeout} if protocol == "grpc" else {}
         result = client.infer(model, _inputs(module, request), outputs=outputs, **extra)
     except InferenceServerException as exc:
-        raise IdeogramTrtError(f"{url}: {exc.message()}") from None
+        if "deadline exceeded" in str(exc.message()).lower():
+            raise _timed_out(url, timeout) from None
+        raise IdeogramTrtError(f"{url}: {server_message(exc.message())}") from None
+    except (TimeoutError, OSError) as exc:  # HTTP: the socket timed out or the connection broke
+        if isinstance(exc, TimeoutError) or "timed out" in str(exc):
+            raise _timed_out(url, timeout) from None
+        raise IdeogramTrtError(f"{url}: the connection failed ({exc}); is the server still running?") from None
     finally:
         client.close()
     return result.as_numpy("image"), [bytes(p) for p in result.as_numpy("png")]
@@ -74,16 +169,22 @@ def stream_images(
     import tritonclient.grpc as grpc
     from tritonclient.utils import InferenceServerException
 
+    url = server_address(url, "grpc")
+    timeout = check_timeout(timeout)
     responses: queue.Queue[Any] = queue.Queue()
     client = grpc.InferenceServerClient(url)
     try:
+        _probe(grpc, client, url, "grpc", timeout)
         client.start_stream(callback=lambda result, error: responses.put((result, error)))
         client.async_stream_infer(model, _inputs(grpc, request), enable_empty_final_response=True)
         while True:
-            result, error = responses.get(timeout=timeout)
+            try:
+                result, error = responses.get(timeout=timeout)
+            except queue.Empty:
+                raise _timed_out(url, timeout) from None
             if error is not None:
                 message = error.message() if isinstance(error, InferenceServerException) else str(error)
-                raise IdeogramTrtError(f"{url}: {message}")
+                raise IdeogramTrtError(f"{url}: {server_message(message)}")
             response = result.get_response()
             if result.as_numpy("step") is not None:
                 on_step(int(result.as_numpy("step")[0]), int(result.as_numpy("steps")[0]))

@@ -6,9 +6,10 @@ so Triton parses exactly what was built.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -17,10 +18,43 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from ideogram_trt.core.errors import InputError
+from ideogram_trt.core.files import LOCK_FILE, PARTIAL_MARK, TMP_MARK, atomic_write, copy_tree, remove_stale, staged_dir
 from ideogram_trt.core.manifest import Flavor, Manifest
 
 MODEL_VERSION = "1"
 ENGINES_IN_REPO = "engines"
+# A model name is a folder name in the repository, never a path: letters, digits, '_', '.', '-', not starting with
+# '.' (hidden names are our temporaries), at most 128 characters.
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
+MAX_INSTANCES = 64  # per GPU (or on the CPU): each instance is a process holding a whole pipeline
+
+
+def check_model_name(name: str) -> str:
+    if not _MODEL_NAME.fullmatch(name):
+        raise InputError(
+            f"--model-name {name!r}: a model name is a folder name, not a path; use letters, digits, '_', '.' and "
+            "'-' (not starting with '.', at most 128 characters), e.g. ideogram4"
+        )
+    return name
+
+
+def parse_gpus(text: str) -> tuple[int, ...]:
+    """``--gpus 0,1``: distinct non-negative GPU indices, comma-separated."""
+    gpus: list[int] = []
+    for part in text.split(","):
+        item = part.strip()
+        if not item.isdigit() or not item.isascii():
+            shown = repr(item) if item else "an empty entry"
+            raise InputError(
+                f"--gpus {text!r}: {shown} is not a GPU index; give indices 0, 1, … separated by commas, e.g. 0,1"
+            )
+        if int(item) in gpus:
+            raise InputError(
+                f"--gpus {text!r}: GPU {int(item)} is listed twice; list each GPU once (--instances sets the "
+                "instances per GPU)"
+            )
+        gpus.append(int(item))
+    return tuple(gpus)
 
 
 @dataclass(frozen=True)
@@ -82,35 +116,88 @@ def model_config(request: RepoRequest, manifest: Manifest, engine_path: str) -> 
     return config
 
 
+def check_request(request: RepoRequest) -> None:
+    """Refuse bad values before anything is read or written."""
+    from ideogram_trt.core.requests import MAX_IMAGES_PER_REQUEST
+    from ideogram_trt.core.schedule import get_preset
+
+    check_model_name(request.model_name)
+    if not 1 <= request.instances <= MAX_INSTANCES:
+        raise InputError(
+            f"--instances {request.instances}: give 1 to {MAX_INSTANCES} model instances per GPU (or on the CPU)"
+        )
+    for gpu in request.gpus:
+        if gpu < 0:
+            raise InputError(f"--gpus: {gpu} is not a GPU index; give indices 0, 1, … separated by commas")
+    if request.max_images is not None and not 1 <= request.max_images <= MAX_IMAGES_PER_REQUEST:
+        raise InputError(
+            f"--max-batch {request.max_images}: give 1 to {MAX_IMAGES_PER_REQUEST} images per request (or leave it "
+            "out for the engine set's max batch)"
+        )
+    if request.preset is not None:
+        get_preset(request.preset)
+
+
+def _ours(name: str) -> bool:
+    return name == LOCK_FILE or TMP_MARK in name or PARTIAL_MARK in name
+
+
 def write_repository(request: RepoRequest) -> Path:
-    if request.instances < 1:
-        raise InputError("--instances must be at least 1")
+    """Write ``out/<model>/`` and ``out/README.md``. The model folder is staged beside its final name and renamed
+    into place complete, and the README replaced atomically: a failure or a kill at any point leaves the previous
+    repository as it was (a later run removes the partial folder of a killed one)."""
+    check_request(request)
     manifest = Manifest.load(request.engines)  # refuses a missing or malformed engine set now, not at load time
     model_dir = request.out / request.model_name
-    if model_dir.exists():
+    if model_dir.exists() or model_dir.is_symlink():
         raise InputError(f"{model_dir}: exists; write the repository elsewhere or remove that model first")
-    request.out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{request.model_name}.", dir=request.out))
+    if request.out.is_dir():
+        remove_stale(request.out)  # partial folders and temporaries of killed runs of ours, nothing else
+    created, committed = _missing_folders(request.out), False
     try:
+        _commit_model(request, manifest, model_dir)
+        committed = True
+        _write_readme(request, manifest)
+    except BaseException:
+        if committed:
+            shutil.rmtree(model_dir, ignore_errors=True)  # all or nothing: the repository stays as it was
+        for folder in created:  # the folders this run made for --out, innermost first, if still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    return model_dir
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, innermost first."""
+    missing = []
+    while not path.exists() and not path.is_symlink() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _commit_model(request: RepoRequest, manifest: Manifest, model_dir: Path) -> None:
+    with staged_dir(model_dir) as staging:
         version = staging / MODEL_VERSION
         version.mkdir()
         shutil.copyfile(resources.files("ideogram_trt.triton").joinpath("model.py"), version / "model.py")  # type: ignore[arg-type]
         if request.copy:
-            shutil.copytree(request.engines, version / ENGINES_IN_REPO, ignore=shutil.ignore_patterns("onnx"))
+            # Links leaving the engine set are refused (one line naming the link): only its own files are copied.
+            copy_tree(
+                request.engines, version / ENGINES_IN_REPO, skip=lambda rel: rel.name == "onnx" or _ours(rel.name)
+            )
             engine_path = ENGINES_IN_REPO
         else:
             engine_path = str(request.engines.resolve())
         config = model_config(request, manifest, engine_path)
-        (staging / "config.pbtxt").write_text(text_format.MessageToString(config))
-        staging.rename(model_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    _write_readme(request, manifest)
-    return model_dir
+        atomic_write(staging / "config.pbtxt", text_format.MessageToString(config))
 
 
 def _write_readme(request: RepoRequest, manifest: Manifest) -> None:
-    models = sorted(p.name for p in request.out.iterdir() if (p / "config.pbtxt").is_file())
+    models = sorted(
+        p.name for p in request.out.iterdir() if not p.name.startswith(".") and (p / "config.pbtxt").is_file()
+    )
     repo = request.out.resolve()
     gpu = manifest.flavor.is_tensorrt
     first = manifest.bucket_objects[0]
@@ -130,7 +217,9 @@ tritonserver --model-repository={repo} \\
   --http-port=8000 --grpc-port=8001 --metrics-port=8002
 ```
 
-Wait for `curl -sf localhost:8000/v2/health/ready`.
+Wait for `curl -sf localhost:8000/v2/health/ready`. Triton loads every folder in the repository, hidden ones
+too: a `.<model>.ideogram-partial-*` folder left by an interrupted `triton-repo` stops it from starting, and the
+next `triton-repo` run over this repository removes it.
 
 ## Ask
 
@@ -145,4 +234,4 @@ Inputs: `prompt` BYTES [1]; optional `height`, `width` INT32 [1], `preset` BYTES
 preset, bucket and engine set in their metadata). Decoupled models stream `step`/`steps` INT32 [1] per
 denoising step first (gRPC streaming: `--stream`). Metrics: `curl localhost:8002/metrics`.
 """
-    (request.out / "README.md").write_text(text)
+    atomic_write(request.out / "README.md", text)
