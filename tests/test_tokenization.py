@@ -70,3 +70,36 @@ def test_missing_tokenizer_file_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(CheckpointError, match=r"tokenizer\.json: missing"):
         PromptTokenizer.from_dir(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "needle"),
+    [
+        ("tokenizer_config.json", b"\xff\xfe{}", "not UTF-8"),
+        ("tokenizer_config.json", b"{not json", "not valid JSON"),
+        ("tokenizer_config.json", b"[1, 2]", "expected a JSON object, got list"),
+        ("tokenizer_config.json", b'{"pad_token": 5, "chat_template": "x"}', "'pad_token' must be a string"),
+        ("tokenizer_config.json", b"[" * 100000, "not valid JSON"),
+        ("chat_template.json", b"\xff", "not UTF-8"),
+        ("chat_template.jinja", b"\xff\xfe", "not UTF-8"),
+    ],
+)
+def test_broken_tokenizer_files_are_named(tiny_dir, tmp_path, name: str, content: bytes, needle: str) -> None:
+    """Issue 12: each broken file of a tokenizer folder is one CheckpointError naming the file (not a crash)."""
+    import json
+    import shutil
+
+    from ideogram_trt.core.errors import CheckpointError
+
+    folder = tmp_path / "tokenizer"
+    shutil.copytree(tiny_dir / "tokenizer", folder)
+    if name != "tokenizer_config.json":  # make the loader reach the file under test
+        config = json.loads((folder / "tokenizer_config.json").read_text())
+        config.pop("chat_template", None)
+        (folder / "tokenizer_config.json").write_text(json.dumps(config))
+        if name == "chat_template.json":
+            (folder / "chat_template.jinja").unlink(missing_ok=True)
+    (folder / name).write_bytes(content)
+    with pytest.raises(CheckpointError, match=needle) as error:
+        PromptTokenizer.from_dir(folder)
+    assert str(folder / name) in str(error.value) and "\n" not in str(error.value)

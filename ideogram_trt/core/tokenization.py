@@ -91,13 +91,13 @@ class PromptTokenizer:
             tokenizer = Tokenizer.from_file(str(tokenizer_file))
         except Exception as exc:
             raise CheckpointError(f"{tokenizer_file}: not a readable tokenizers file ({exc})") from exc
-        config: dict[str, object] = {}
-        if config_file.is_file():
-            config = json.loads(config_file.read_text())
+        config = _read_object(config_file) if config_file.is_file() else {}
         template = _find_chat_template(folder, config)
         pad_token = config.get("pad_token", "<|endoftext|>")
         if isinstance(pad_token, dict):
             pad_token = pad_token.get("content", "<|endoftext|>")
+        if not isinstance(pad_token, str):
+            raise CheckpointError(f"{config_file}: 'pad_token' must be a string or an object with 'content'")
         pad_id = tokenizer.token_to_id(str(pad_token))
         return cls(tokenizer, template, pad_id if pad_id is not None else 0, str(folder))
 
@@ -141,16 +141,32 @@ class PromptTokenizer:
         return TokenBatch(input_ids=input_ids, attention_mask=attention_mask, lengths=lengths)
 
 
+def _read_object(path: Path) -> dict[str, object]:
+    """A tokenizer folder's JSON object file, or one line naming what is wrong with it."""
+    try:
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
 def _find_chat_template(folder: Path, config: dict[str, object]) -> str:
     template = config.get("chat_template")
     if isinstance(template, str) and template:
         return template
     jinja_file = folder / "chat_template.jinja"
     if jinja_file.is_file():
-        return jinja_file.read_text()
+        try:
+            return jinja_file.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CheckpointError(f"{jinja_file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     json_file = folder / "chat_template.json"
     if json_file.is_file():
-        value = json.loads(json_file.read_text()).get("chat_template")
+        value = _read_object(json_file).get("chat_template")
         if isinstance(value, str) and value:
             return value
     raise CheckpointError(
