@@ -21,7 +21,10 @@ PRESET = "V4_TURBO_12"  # 12 steps with the guidance drop to 3 on the last one
 # The same preset as the spec's table gives it (spec §5.4; guidance chronological, as diffusers takes it): what the
 # reference runs with, written here rather than read from core.schedule.
 TURBO_12_REFERENCE = {"num_inference_steps": 12, "guidance_schedule": [7.0] * 11 + [3.0], "mu": 0.5, "std": 1.75}
-FP8_LATENT_BOUND, FP8_PSNR_BOUND = 0.05, 30.0  # measured on the tiny checkpoint: 0.022 and 35 dB
+# fp8 vs bf16 on the tiny checkpoint (issue 13), measured: latents 0.0168 (256x256) and 0.0163 (256x384) relative,
+# PSNR 41.8-42.5 dB. Bounds: ~30% over the worst latent error, ~3 dB under the worst PSNR. Halved activation
+# scales (amax / (2·448)) measured 0.035-0.036 and 34.3-36.8 dB: outside both.
+FP8_LATENT_BOUND, FP8_PSNR_BOUND = 0.022, 39.0
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
