@@ -95,6 +95,44 @@ def test_quantize_scale_dtype_differs_from_input() -> None:
     assert ("scale-dtype", "act/Q") in rules(model)
 
 
+def quantize_graph(q_zero, *, dq_zero=0.0, constant=False) -> onnx.ModelProto:
+    """x → QuantizeLinear(x, s, q_zero) → DequantizeLinear(·, s, dq_zero): an activation Q/DQ pair."""
+    q = helper.make_node("QuantizeLinear", ["x", "s", "qz"], ["q"], name="act/Q")
+    dq = helper.make_node("DequantizeLinear", ["q", "s", "dqz"], ["y"], name="act/DQ")
+    initializers = [numpy_helper.from_array(np.array(0.1, dtype=np.float32), "s"), fp8_const("dqz", dq_zero)]
+    nodes = [q, dq]
+    if constant:  # the zero point as a Constant node's value instead of an initializer
+        nodes.insert(0, helper.make_node("Constant", [], ["qz"], name="qz/Constant", value=fp8_const("qz", q_zero)))
+    else:
+        initializers.append(fp8_const("qz", q_zero))
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+        initializers,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+
+
+def test_quantize_with_zero_fp8_zero_points_passes() -> None:
+    assert rules(quantize_graph(0.0)) == []
+    assert rules(quantize_graph(-0.0)) == []  # -0 is zero: E4M3 has a signed zero
+
+
+@pytest.mark.parametrize("constant", [False, True], ids=["initializer", "constant-node"])
+@pytest.mark.parametrize("q_zero", [1.0, -0.5, 448.0, 0.001953125], ids=["one", "negative", "max", "min-subnormal"])
+def test_quantize_with_non_zero_fp8_zero_point(q_zero: float, constant: bool) -> None:
+    """TensorRT ignores the zero point of a QuantizeLinear just as of a DequantizeLinear (the smallest E4M3
+    subnormal, 2⁻⁹, is still not zero)."""
+    assert ml_dtypes.float8_e4m3fn(q_zero) != 0
+    assert rules(quantize_graph(q_zero, constant=constant)) == [("zero-point", "act/Q")]
+
+
+def test_both_zero_points_non_zero_name_both_nodes() -> None:
+    assert rules(quantize_graph(2.0, dq_zero=-3.0)) == [("zero-point", "act/Q"), ("zero-point", "act/DQ")]
+
+
 def test_cast_to_fp8() -> None:
     cast = helper.make_node("Cast", ["y"], ["y8"], name="fake_quant/Cast", to=FP8)
     assert rules(weight_graph(extra_nodes=[cast])) == [("fp8-cast", "fake_quant/Cast")]
