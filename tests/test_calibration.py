@@ -112,3 +112,18 @@ def test_default_prompt_file_has_32_varied_json_captions() -> None:
     captions = [json.loads(p) for p in prompts]
     assert all(isinstance(c, dict) and c.get("subject") for c in captions)
     assert sum("text" in c for c in captions) >= 8  # text rendering, Ideogram's speciality, is represented
+
+
+def test_recorder_keeps_the_largest_magnitude_over_calls() -> None:
+    """amax is max |x| over every call: a negative extreme counts, and a later smaller batch does not lower it."""
+    import torch
+    from torch import nn
+
+    from ideogram_trt.export.calibration import AmaxRecorder
+
+    model = nn.Sequential(nn.Linear(3, 2))
+    recorder = AmaxRecorder()
+    with recorder.observe(model):
+        model(torch.tensor([[1.0, -5.0, 2.0]]))
+        model(torch.tensor([[0.5, 0.25, -4.0]]))
+    assert recorder.amax == {"0": 5.0}

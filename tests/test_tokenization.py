@@ -103,3 +103,13 @@ def test_broken_tokenizer_files_are_named(tiny_dir, tmp_path, name: str, content
     with pytest.raises(CheckpointError, match=needle) as error:
         PromptTokenizer.from_dir(folder)
     assert str(folder / name) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_token_limit_is_inclusive(checkpoint) -> None:
+    """A prompt of exactly ``max_tokens`` ids is accepted; one id fewer allowed refuses it."""
+    tokenizer = PromptTokenizer.from_dir(checkpoint.tokenizer_dir)
+    prompt = PROMPTS[0]
+    count = len(tokenizer.encode(prompt))
+    assert len(tokenizer.encode(prompt, max_tokens=count)) == count
+    with pytest.raises(InputError, match=rf"is {count} tokens after the chat template; the limit is {count - 1}"):
+        tokenizer.encode(prompt, max_tokens=count - 1)

@@ -93,6 +93,7 @@ def test_every_model_name_allowed_stays_inside_out(engines: Path, work: Path, ca
         (["--gpus", "0,0"], ["GPU 0 is listed twice", "--instances"]),
         (["--instances", "0"], ["--instances 0", "give 1 to 64"]),
         (["--instances", "-2"], ["--instances -2", "give 1 to 64"]),
+        (["--instances", "65"], ["--instances 65", "give 1 to 64"]),
         (["--instances", "100000"], ["--instances 100000", "give 1 to 64"]),
         (["--max-batch", "0"], ["--max-batch 0", "give 1 to 256"]),
         (["--max-batch", "-1"], ["--max-batch -1"]),
@@ -114,6 +115,14 @@ def test_gpus_that_are_indices_are_accepted(engines: Path, work: Path, capsys) -
     assert code == 0, err
     config = text_format.Parse((out / "ideogram4" / "config.pbtxt").read_text(), mc.ModelConfig())
     assert [(g.count, list(g.gpus)) for g in config.instance_group] == [(2, [1]), (2, [0]), (2, [3])]
+
+
+def test_the_instance_limit_is_inclusive(engines: Path, work: Path, capsys) -> None:
+    out = work / "repo"
+    code, _, err = run_cli(repo_args(engines, out, "--instances", "64"), capsys)
+    assert code == 0, err
+    config = text_format.Parse((out / "ideogram4" / "config.pbtxt").read_text(), mc.ModelConfig())
+    assert [g.count for g in config.instance_group] == [64]
 
 
 # --- 6. --copy and links leaving the engine set --------------------------------------------------------------------
