@@ -11,16 +11,109 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ideogram_trt import __version__
 from ideogram_trt.core.errors import IdeogramTrtError
+from ideogram_trt.core.recipes import CALIBRATED_RECIPES, DEFAULT_OPSET, DEFAULT_RECIPE, Recipe
+from ideogram_trt.runtime.backends import backend_names
 
 DEBUG_ENV = "IDEOGRAM_TRT_DEBUG"
 ALLOW_OTHER_GPU_HELP = (
     "run datacenter TensorRT plans built on another GPU model of the same compute capability (refused by default)"
 )
+DEFAULT_COMPONENTS = "text_encoder,dit_cond,dit_uncond,vae_decoder"
+DEFAULT_EXTERNAL_DATA = "auto"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option, declared once for every subcommand that takes it with the same meaning."""
+
+    flags: tuple[str, ...]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dest(self) -> str:
+        return str(self.settings.get("dest") or self.flags[-1].lstrip("-").replace("-", "_"))
+
+    def add_to(self, parser: argparse._ActionsContainer, **changes: Any) -> argparse.Action:
+        """Add it to ``parser``; ``changes`` override settings where one subcommand words a flag its own way."""
+        return parser.add_argument(*self.flags, **{**self.settings, **changes})
+
+
+def option(*flags: str, **settings: Any) -> Option:
+    return Option(flags, settings)
+
+
+def add_options(
+    parser: argparse._ActionsContainer, options: Sequence[Option], changes: dict[str, dict[str, Any]] | None = None
+) -> None:
+    """Add ``options`` in order; ``changes`` (by dest) are what one subcommand words or defaults its own way."""
+    for item in options:
+        item.add_to(parser, **(changes or {}).get(item.dest, {}))
+
+
+def _recipe_list() -> str:
+    """``bf16 (dequantized weights), fp8-wo (...), fp8 (...; needs --calibration)``, from the Recipe enum."""
+    return ", ".join(f"{r.value} ({r.summary}{'; needs --calibration' if r.needs_calibration else ''})" for r in Recipe)
+
+
+RECIPE = option(
+    "--recipe",
+    default=DEFAULT_RECIPE.value,
+    help=f"{' | '.join(r.value for r in Recipe)} (default {DEFAULT_RECIPE.value})",
+)
+CALIBRATION = option(
+    "--calibration",
+    type=Path,
+    metavar="FILE",
+    help=f"calibration file ({' | '.join(r.value for r in CALIBRATED_RECIPES)} recipe)",
+)
+EXPORT_COMPONENTS = option(
+    "--components",
+    default=DEFAULT_COMPONENTS,
+    help="comma-separated graphs (also: dit_cond_masked, for mixed-length prompt batches)",
+)
+QUANTIZE_ATTENTION = option("--quantize-attention", action="store_true", help="FP8 Q/DQ on q, k, v and softmax")
+QUANTIZE_TEXT_ENCODER = option(
+    "--quantize-text-encoder", action="store_true", help="activation Q/DQ in the text encoder"
+)
+EXCLUDE = option("--exclude", action="append", default=[], metavar="PATTERN", help="keep a linear out of Q/DQ")
+OPSET = option(
+    "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (>= {DEFAULT_OPSET}; default {DEFAULT_OPSET})"
+)
+EXTERNAL_DATA = option("--external-data", default=DEFAULT_EXTERNAL_DATA, help="auto (above 1.8 GB) | always | never")
+DTYPE = option("--dtype", default="bf16", help="graph compute dtype: bf16 (TensorRT) | fp16 | fp32 (ORT)")
+# What shapes an export, in `export --help` order: `export` takes these, and `build-engines --model` passes them
+# to the export it makes into OUT/onnx.
+EXPORT_OPTIONS = (
+    RECIPE,
+    DTYPE,
+    CALIBRATION,
+    EXPORT_COMPONENTS,
+    QUANTIZE_ATTENTION,
+    QUANTIZE_TEXT_ENCODER,
+    EXCLUDE,
+    OPSET,
+    EXTERNAL_DATA,
+)
+# Where `build-engines` takes a shared option its own way (same flag, same meaning), by dest.
+BUILD_EXPORT_CHANGES: dict[str, dict[str, Any]] = {
+    "dtype": {"default": None, "help": "graph dtype (default bf16 for TensorRT, fp32 for onnxruntime)"},
+    "quantize_attention": {"help": "FP8 attention (with --recipe fp8)"},
+}
+# What shapes only the files of an export (not its recipe, dtype or graphs): an --onnx export has its own.
+EXPORT_FILE_OPTIONS = (EXCLUDE, OPSET, EXTERNAL_DATA)
+
+CHECKPOINT = option("--model", type=Path, required=True, metavar="DIR", help="checkpoint folder")
+ENGINES = option("--engines", type=Path, required=True, metavar="DIR", help="engine set folder")
+ALLOW_OTHER_GPU = option("--allow-other-gpu", action="store_true", help=ALLOW_OTHER_GPU_HELP)
+BACKEND = option("--backend", help=f"{' | '.join(backend_names())} (default: the engine set's flavor)")
+IMAGE_SIZE = (option("--height", type=int), option("--width", type=int))
+PROMPT_FILE_HELP = ".jsonl with 'prompt' fields or one per line"
 
 
 def _make_tiny(args: argparse.Namespace) -> int:
@@ -69,6 +162,7 @@ def _check(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from ideogram_trt.core.components import Part
     from ideogram_trt.model.checkpoint import open_checkpoint
 
     checkpoint = open_checkpoint(args.checkpoint)  # configs, headers, FP8 scales
@@ -112,12 +206,12 @@ def _check(args: argparse.Namespace) -> int:
         table.add_row(component, layout.value, dit_shape)
     te = checkpoint.text_encoder
     table.add_row(
-        "text_encoder",
+        Part.TEXT_ENCODER.value,
         "release (FP8 weight-only)" if checkpoint.text_encoder_fp8 else "floating",
         f"Qwen3-VL, {te.num_hidden_layers} layers, hidden {te.hidden_size}, vocab {te.vocab_size}",
     )
     vae = checkpoint.vae
-    table.add_row("vae", "diffusers", f"AutoencoderKLFlux2, {vae.latent_channels} latent channels")
+    table.add_row(Part.VAE.value, "diffusers", f"AutoencoderKLFlux2, {vae.latent_channels} latent channels")
     console = Console()
     console.print(table)
     console.print(scanned or "weights not scanned for NaN/Inf (--headers-only); FP8 scales checked")
@@ -138,28 +232,28 @@ def _to_diffusers(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from ideogram_trt.core.components import parse_components
+    from ideogram_trt.core.recipes import parse_enum
     from ideogram_trt.export.exporter import ExportOptions, ExternalData, export
-    from ideogram_trt.export.graphs import Graph
-    from ideogram_trt.export.recipes import GraphDType, Recipe, parse_enum
+    from ideogram_trt.export.recipes import GraphDType
 
-    graphs = tuple(parse_enum(Graph, g.strip(), "component") for g in args.components.split(",") if g.strip())
+    graphs = parse_components(args.components)
     options = ExportOptions(
-        recipe=parse_enum(Recipe, args.recipe, "recipe"),  # type: ignore[arg-type]
-        dtype=parse_enum(GraphDType, args.dtype, "dtype"),  # type: ignore[arg-type]
-        graphs=graphs,  # type: ignore[arg-type]
+        recipe=parse_enum(Recipe, args.recipe, "recipe"),
+        dtype=parse_enum(GraphDType, args.dtype, "dtype"),
+        graphs=graphs,
         calibration=args.calibration,
         quantize_attention=args.quantize_attention,
         quantize_text_encoder=args.quantize_text_encoder,
         excluded=tuple(args.exclude),
         opset=args.opset,
-        external_data=parse_enum(ExternalData, args.external_data, "--external-data mode"),  # type: ignore[arg-type]
+        external_data=parse_enum(ExternalData, args.external_data, "--external-data mode"),
     )
     exported = export(args.model, args.out, options)
     for item in exported:
-        size = item.path.stat().st_size + (
-            (item.path.parent / item.sidecar["external_data"]).stat().st_size if item.sidecar["external_data"] else 0
-        )
-        print(f"{item.path}  {size / 1e6:.1f} MB  {item.sidecar['recipe']}/{item.sidecar['dtype']}")
+        data = item.sidecar.external_data
+        size = item.path.stat().st_size + ((item.path.parent / data).stat().st_size if data else 0)
+        print(f"{item.path}  {size / 1e6:.1f} MB  {item.sidecar.recipe}/{item.sidecar.dtype}")
     return 0
 
 
@@ -209,10 +303,18 @@ def _lint(args: argparse.Namespace) -> int:
 
 
 def _build_engines(args: argparse.Namespace) -> int:
+    from ideogram_trt.core.components import parse_components
     from ideogram_trt.engines.buckets import parse_buckets
     from ideogram_trt.engines.builder import BuildRequest, build_engine_set
     from ideogram_trt.engines.report import print_report
 
+    if args.onnx is not None:  # the export is made: what shapes its files cannot change it
+        given = [o.flags[0] for o in EXPORT_FILE_OPTIONS if getattr(args, o.dest) != o.settings["default"]]
+        if given:
+            raise IdeogramTrtError(
+                f"{', '.join(given)} shape the export build-engines makes with --model; --onnx {args.onnx} is "
+                "exported already (export it again with `ideogram-trt export` and these options)"
+            )
     request = BuildRequest(
         out=args.out,
         recipe=args.recipe,
@@ -228,9 +330,12 @@ def _build_engines(args: argparse.Namespace) -> int:
         max_text_tokens=args.max_text_tokens,
         timing_cache=args.timing_cache,
         optimization_level=args.opt_level,
-        components=tuple(c.strip() for c in args.components.split(",") if c.strip()),
+        components=parse_components(args.components),
         quantize_attention=args.quantize_attention,
         quantize_text_encoder=args.quantize_text_encoder,
+        excluded=tuple(args.exclude),
+        opset=args.opset,
+        external_data=args.external_data,
     )
     outcome = build_engine_set(request)
     print_report(outcome.manifest)
@@ -261,7 +366,7 @@ def _generate(args: argparse.Namespace) -> int:
     from ideogram_trt.core.progress import StepBar
     from ideogram_trt.core.prompts import check_prompt, read_prompt_file
     from ideogram_trt.core.requests import check_images, check_seed, check_steps, parse_guidance
-    from ideogram_trt.runtime.images import check_outputs, png_metadata, save_png
+    from ideogram_trt.runtime.images import check_outputs, png_metadata, save_png, schedule_parameters
     from ideogram_trt.runtime.pipeline import Pipeline
 
     prompts = [check_prompt(p, f"prompt argument {k}") for k, p in enumerate(args.prompt, 1)]
@@ -295,8 +400,7 @@ def _generate(args: argparse.Namespace) -> int:
             on_step=lambda _p, _s, _t: bar.advance(),
         )
         # Inside the bar: a PNG that cannot be written (full disk) fails the run, and leaves one error line.
-        parameters = {"steps": plan.schedule.steps, "guidance": plan.schedule.guidance.tolist(),
-                      "terminal": args.terminal}  # fmt: skip
+        parameters = schedule_parameters(plan.schedule)
         for image, path, prompt, seed in zip(result.images, paths, result.prompts, result.seeds, strict=True):
             metadata = png_metadata(prompt, seed, result.preset, bucket.name, result.engine_set, parameters)
             save_png(image, path, metadata)
@@ -514,41 +618,29 @@ def build_parser() -> argparse.ArgumentParser:
         "export",
         help="export the text encoder, DiTs and VAE decoder to ONNX with FP8 Q/DQ",
         description=(
-            "Export one ONNX graph per component with the engine I/O of DESIGN.md §4 (batch, text length and "
-            "image tokens dynamic), a JSON sidecar each, external data above 2 GB, and our FP8 lint. Recipes: "
-            "bf16 (dequantized weights), fp8-wo (the release's FP8 weights + DequantizeLinear), fp8 (plus "
-            "calibrated activation Q/DQ on qkv/o/w1/w2/w3; needs --calibration)."
+            "Export one ONNX graph per component with the engine I/O of docs/ARCHITECTURE.md §4 (batch, text "
+            "length and image tokens dynamic), a JSON sidecar each, external data above 2 GB, and our FP8 lint. "
+            "Recipes: "
+            f"{_recipe_list()}."
         ),
     )
-    exp.add_argument("--model", type=Path, required=True, metavar="DIR", help="checkpoint folder")
+    CHECKPOINT.add_to(exp)
     exp.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (new or empty)")
-    exp.add_argument("--recipe", default="fp8", help="bf16 | fp8-wo | fp8 (default fp8)")
-    exp.add_argument("--dtype", default="bf16", help="graph compute dtype: bf16 (TensorRT) | fp16 | fp32 (ORT)")
-    exp.add_argument("--calibration", type=Path, metavar="FILE", help="calibration file (fp8 recipe)")
-    exp.add_argument(
-        "--components",
-        default="text_encoder,dit_cond,dit_uncond,vae_decoder",
-        help="comma-separated graphs (also: dit_cond_masked, for mixed-length prompt batches)",
-    )
-    exp.add_argument("--quantize-attention", action="store_true", help="FP8 Q/DQ on q, k, v and softmax")
-    exp.add_argument("--quantize-text-encoder", action="store_true", help="activation Q/DQ in the text encoder")
-    exp.add_argument("--exclude", action="append", default=[], metavar="PATTERN", help="keep a linear out of Q/DQ")
-    exp.add_argument("--opset", type=int, default=21, help="ONNX opset (>= 21; default 21)")
-    exp.add_argument("--external-data", default="auto", help="auto (above 1.8 GB) | always | never")
+    add_options(exp, EXPORT_OPTIONS)
     exp.set_defaults(handler=_export)
 
     cal = sub.add_parser(
         "calibrate",
-        help="record activation ranges for the fp8 recipe",
+        help=f"record activation ranges for the {' | '.join(r.value for r in CALIBRATED_RECIPES)} recipe",
         description=(
             "Run the PyTorch model over a prompt set x every step of a preset and record the per-tensor amax of "
             "every quantizable input. The file records the checkpoint and the settings, and is deterministic "
             "for a seed."
         ),
     )
-    cal.add_argument("--model", type=Path, required=True, metavar="DIR", help="checkpoint folder")
+    CHECKPOINT.add_to(cal)
     cal.add_argument("--out", type=Path, required=True, metavar="FILE", help="calibration JSON to write")
-    cal.add_argument("--prompts", type=Path, metavar="FILE", help=".jsonl with 'prompt' fields or one per line")
+    cal.add_argument("--prompts", type=Path, metavar="FILE", help=PROMPT_FILE_HELP)
     cal.add_argument("--preset", default="V4_DEFAULT_20", help="sampling preset (default V4_DEFAULT_20)")
     cal.add_argument("--resolution", action="append", default=[], metavar="HxW", help="repeatable; default 1024x1024")
     cal.add_argument("--seed", type=int, default=0)
@@ -569,14 +661,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     source = build.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", type=Path, metavar="DIR", help="checkpoint folder (exports into OUT/onnx)")
+    CHECKPOINT.add_to(source, required=False, help="checkpoint folder (exports into OUT/onnx)")
     source.add_argument("--onnx", type=Path, metavar="DIR", help="an existing `ideogram-trt export` folder")
     build.add_argument("--out", type=Path, required=True, metavar="DIR", help="engine set folder")
-    build.add_argument("--recipe", default="fp8", help="bf16 | fp8-wo | fp8 (default fp8)")
+    add_options(build, EXPORT_OPTIONS, BUILD_EXPORT_CHANGES)
     build.add_argument("--buckets", default="1024x1024", help="names or HxW, comma-separated; 'all'; or @FILE")
     build.add_argument("--flavor", default="auto", help="auto | tensorrt | tensorrt-rtx | onnxruntime")
-    build.add_argument("--dtype", help="graph dtype (default bf16 for TensorRT, fp32 for onnxruntime)")
-    build.add_argument("--calibration", type=Path, metavar="FILE", help="calibration file (fp8 recipe)")
     build.add_argument(
         "--compute-capability", action="append", default=[], metavar="CC", help="TensorRT-RTX targets, e.g. 8.9,12.0"
     )
@@ -585,9 +675,6 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--max-text-tokens", type=int, default=2048, help="longest prompt in tokens (default 2048)")
     build.add_argument("--timing-cache", type=Path, metavar="FILE", help="TensorRT timing cache (default per GPU)")
     build.add_argument("--opt-level", type=int, help="TensorRT builder optimization level (0-5)")
-    build.add_argument("--components", default=",".join(("text_encoder", "dit_cond", "dit_uncond", "vae_decoder")))
-    build.add_argument("--quantize-attention", action="store_true", help="FP8 attention (with --recipe fp8)")
-    build.add_argument("--quantize-text-encoder", action="store_true", help="activation Q/DQ in the text encoder")
     build.set_defaults(handler=_build_engines)
 
     inspect = sub.add_parser(
@@ -596,7 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the manifest as a table and check it against the installed TensorRT and visible GPUs.",
     )
     inspect.add_argument("engines", type=Path, metavar="DIR")
-    inspect.add_argument("--allow-other-gpu", action="store_true", help=ALLOW_OTHER_GPU_HELP)
+    ALLOW_OTHER_GPU.add_to(inspect)
     inspect.set_defaults(handler=_inspect)
 
     gen = sub.add_parser(
@@ -610,10 +697,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     gen.add_argument("prompt", nargs="*", help="prompt(s); Ideogram 4 expects JSON captions")
-    gen.add_argument("--engines", type=Path, required=True, metavar="DIR", help="engine set folder")
-    gen.add_argument("--prompt-file", type=Path, metavar="FILE", help=".jsonl with 'prompt' fields or one per line")
-    gen.add_argument("--height", type=int)
-    gen.add_argument("--width", type=int)
+    ENGINES.add_to(gen)
+    gen.add_argument("--prompt-file", type=Path, metavar="FILE", help=PROMPT_FILE_HELP)
+    add_options(gen, IMAGE_SIZE)
     gen.add_argument("--bucket", help="a bucket of the engine set, e.g. 1024x1024 (instead of --height/--width)")
     gen.add_argument("--snap", action="store_true", help="use the nearest bucket for a size the set does not have")
     gen.add_argument(
@@ -638,8 +724,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", type=Path, default=Path("ideogram.png"),
         help="PNG path (-k suffixes for many): a new path or a regular file, never a device, FIFO, folder or link",
     )  # fmt: skip
-    gen.add_argument("--backend", help="onnxruntime | tensorrt (default: the engine set's flavor)")
-    gen.add_argument("--allow-other-gpu", action="store_true", help=ALLOW_OTHER_GPU_HELP)
+    add_options(gen, (BACKEND, ALLOW_OTHER_GPU))
     gen.set_defaults(handler=_generate)
 
     repo = sub.add_parser(
@@ -651,7 +736,7 @@ def build_parser() -> argparse.ArgumentParser:
             "CPU), one instance group per GPU listed, and a README with the server and client commands."
         ),
     )
-    repo.add_argument("--engines", type=Path, required=True, metavar="DIR", help="engine set folder")
+    ENGINES.add_to(repo)
     repo.add_argument("--out", type=Path, required=True, metavar="REPO", help="model repository folder")
     repo.add_argument("--model-name", default="ideogram4")
     repo.add_argument("--instances", type=int, default=1, help="model instances per GPU (or on the CPU)")
@@ -669,8 +754,7 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--url", default="localhost:8001", help="host:port (8001 gRPC, 8000 HTTP by default)")
     client.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
     client.add_argument("--model", default="ideogram4")
-    client.add_argument("--height", type=int)
-    client.add_argument("--width", type=int)
+    add_options(client, IMAGE_SIZE)
     client.add_argument("--preset")
     client.add_argument("--seed", type=int, default=0)
     client.add_argument("-n", "--num-images", type=int, default=1)
@@ -685,15 +769,15 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "With --engines: load, warm up, then time --runs requests where the engine set's backend runs, and "
             "print per-stage and per-step times, end-to-end p50/p95 and peak memory (JSON with --json). With "
-            "--flops: the release model's FLOPs per stage (spec §9) and the time floor at a card's FP8 and bf16 "
-            "GEMM rates."
+            "--flops: the release model's FLOPs per stage (docs/MODEL.md §9) and the time floor at a card's FP8 "
+            "and bf16 GEMM rates."
         ),
     )
-    bench.add_argument("--engines", type=Path, metavar="DIR")
+    ENGINES.add_to(bench, required=False, help=None)  # optional: --flops needs no engine set
     bench.add_argument("--bucket", help="HxW (default: the engine set's first bucket)")
     bench.add_argument("--preset", default="V4_DEFAULT_20")
     bench.add_argument("--runs", type=int, default=5)
-    bench.add_argument("--backend", help="onnxruntime | tensorrt (default: the engine set's flavor)")
+    BACKEND.add_to(bench)
     bench.add_argument("--flops", action="store_true", help="FLOPs and time floor instead of timing")
     bench.add_argument("--card", default="h100", help="card for the floor (h100)")
     bench.add_argument("--text-tokens", type=int, default=512, help="prompt length for --flops (default 512)")

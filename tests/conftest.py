@@ -61,6 +61,16 @@ def bf16_engines(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 @pytest.fixture(scope="session")
+def one_graph_engines(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small ONNX Runtime engine set, fp8-wo dit_uncond at 256x256 only, for tests that read a manifest (tests
+    must not change it)."""
+    out = tmp_path_factory.mktemp("engines") / "one-graph"
+    assert main(["build-engines", "--model", str(tiny_dir), "--out", str(out), "--recipe", "fp8-wo",
+                 "--flavor", "onnxruntime", "--buckets", "256x256", "--components", "dit_uncond"]) == 0  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="session")
 def calibration_file(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Calibration over four shipped prompts × V4_TURBO_12 at 256x256, written by the CLI."""
     out = tmp_path_factory.mktemp("calibration") / "tiny.json"
@@ -77,8 +87,8 @@ class Exports:
         self._done: dict[tuple, Path] = {}
 
     def get(self, recipe: str, dtype: str, graphs: tuple[str, ...], **flags: bool) -> Path:
+        from ideogram_trt.core.components import Component
         from ideogram_trt.export.exporter import ExportOptions, export
-        from ideogram_trt.export.graphs import Graph
         from ideogram_trt.export.recipes import GraphDType, Recipe
 
         key = (recipe, dtype, graphs, tuple(sorted(flags.items())))
@@ -87,7 +97,7 @@ class Exports:
             options = ExportOptions(
                 Recipe(recipe),
                 GraphDType(dtype),
-                tuple(Graph(g) for g in graphs),
+                tuple(Component(g) for g in graphs),
                 calibration=self.calibration if recipe == "fp8" else None,
                 **flags,
             )

@@ -2,7 +2,7 @@
 
 Written from the spec alone (no ``ideogram_trt`` import), so a dequantization bug in the package cannot hide in
 the reference too: every FP8 ``X.weight`` [out, in] with its F32 ``X.weight_scale`` [out] becomes the bf16
-``w.to(bf16) * scale.to(bf16)[:, None]`` (spec §8.2, per row), the DiT's fused ``attention.qkv`` is split along
+``w.to(bf16) * scale.to(bf16)[:, None]`` (docs/MODEL.md §8.2, per row), the DiT's fused ``attention.qkv`` is split along
 dim 0 into ``to_q``/``to_k``/``to_v`` and ``attention.o`` renamed ``to_out.0`` (the diffusers
 ``Ideogram4Transformer2DModel`` keys), and the text encoder is saved as a transformers ``Qwen3VLModel`` whose
 unused vision tower is freshly initialized from seed 0. Configs, tokenizer, VAE and scheduler are copied.

@@ -13,8 +13,8 @@ from ideogram_trt.export.recipes import TEXT_ENCODER_ACTIVATION_QUANT
 from ideogram_trt.model.tiny_tokenizer import default_prompts
 
 PROMPT_FILE = Path(ideogram_trt.__file__).parent / "data" / "calibration_prompts.jsonl"
-# The linears of a DiT block whose inputs the fp8 recipe quantizes (spec §12.4, DESIGN.md §5), written out here
-# rather than taken from export.recipes.
+# The linears of a DiT block whose inputs the fp8 recipe quantizes (docs/MODEL.md §12.4, docs/ARCHITECTURE.md §5),
+# written out here rather than taken from export.recipes.
 DIT_BLOCK_LINEARS = ("attention.qkv", "attention.o", "feed_forward.w1", "feed_forward.w2", "feed_forward.w3")
 
 
@@ -94,7 +94,7 @@ def test_every_quantizable_input_is_covered(calibration_file: Path) -> None:
 def test_the_fp8_dit_graphs_need_every_block_linear(checkpoint) -> None:
     """The amax entries an fp8 DiT graph asks the calibration for: all five block linears of both layers (plus
     q/k/v under --quantize-attention), the list written out above."""
-    from ideogram_trt.core.contracts import Component
+    from ideogram_trt.core.components import Component
     from ideogram_trt.export.calibration import amax_names
     from ideogram_trt.export.recipes import Recipe, quant_plan
 

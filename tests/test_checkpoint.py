@@ -23,7 +23,8 @@ DIT_FILE = "transformer/diffusion_pytorch_model.safetensors"
 
 
 def test_release_layout_tensor_inventory(tiny_dir: Path) -> None:
-    """spec §8.1: native keys, every linear E4M3 [out, in] + F32 weight_scale [out]; 669 tensors at full size."""
+    """docs/MODEL.md §8.1: native keys, every linear E4M3 [out, in] + F32 weight_scale [out]; 669 tensors at full
+    size."""
     assert sum(2 if e.linear else 1 for e in dit_expected(DiTConfig(), Layout.RELEASE, True).values()) == 669
     with safe_open(str(tiny_dir / DIT_FILE), "pt") as f:
         keys = set(f.keys())
@@ -43,7 +44,8 @@ def test_release_layout_tensor_inventory(tiny_dir: Path) -> None:
 
 
 def test_fp8_dequantization_is_bit_identical(checkpoint, tiny_dir: Path) -> None:
-    """Every DiT and text-encoder linear equals w.to(bf16) * scale.to(bf16)[:, None] (spec §8.2), bit for bit."""
+    """Every DiT and text-encoder linear equals w.to(bf16) * scale.to(bf16)[:, None] (docs/MODEL.md §8.2), bit for
+    bit."""
     dit = load_dit(checkpoint, "transformer", dtype=torch.bfloat16).state_dict()
     raw = load_file(str(tiny_dir / DIT_FILE))
     checked = 0
@@ -178,7 +180,7 @@ def test_config_value_out_of_range(broken: Path, key: str, value, message: str) 
 
 
 def test_release_configs_validate() -> None:
-    """The released values (spec §3.1, §4.1, §6) pass the checks every checkpoint goes through."""
+    """The released values (docs/MODEL.md §3.1, §4.1, §6) pass the checks every checkpoint goes through."""
     from ideogram_trt.model.configs import TextEncoderConfig, VAEConfig
 
     assert DiTConfig.from_dict(DiTConfig().to_dict(), "release") == DiTConfig()
@@ -230,7 +232,7 @@ def test_cli_check_summarizes_a_good_checkpoint(tiny_dir: Path) -> None:
 
 def test_release_spec_is_the_release() -> None:
     """`make-tiny --config release` writes the released architecture: its configs equal the release defaults
-    (which test_release_configs_validate and the FLOP model tie to spec §3.1, §4.1, §6)."""
+    (which test_release_configs_validate and the FLOP model tie to docs/MODEL.md §3.1, §4.1, §6)."""
     from ideogram_trt.model.configs import TextEncoderConfig, VAEConfig
     from ideogram_trt.model.tiny import TinySpec, dit_config, text_encoder_config_json, vae_config_json
 

@@ -390,7 +390,7 @@ def test_calibrate_refuses_a_cond_only_preset(shared: Path, tmp_path: Path, caps
 
 def _calibration(shared: Path, path: Path, edit: Callable[[dict], None], preset: str = "V4_TURBO_12") -> Path:  # type: ignore[type-arg]
     """A calibration file for ``shared`` with every amax 1.0 (no model run), then ``edit``ed as JSON."""
-    from ideogram_trt.core.contracts import Component
+    from ideogram_trt.core.components import Component
     from ideogram_trt.export.calibration import CALIBRATED_PARTS, Calibration, amax_names
     from ideogram_trt.export.recipes import Recipe, quant_plan
     from ideogram_trt.model.checkpoint import open_checkpoint

@@ -1,4 +1,4 @@
-"""The serving side stays thin: core imports neither torch, transformers nor diffusers (DESIGN.md §3)."""
+"""The serving side stays thin: core imports neither torch, transformers nor diffusers (docs/ARCHITECTURE.md §3)."""
 
 from __future__ import annotations
 

@@ -121,7 +121,8 @@ def test_unconditional_matches_diffusers(checkpoint, reference_pipeline, modules
 
 @torch.no_grad()
 def test_the_two_dits_differ_and_outputs_stay_order_one(checkpoint, modules) -> None:
-    """Random weights at an O(1) scale (DESIGN.md §9), and the unconditional DiT really is a different model."""
+    """Random weights at an O(1) scale (docs/ARCHITECTURE.md §9), and the unconditional DiT really is a different
+    model."""
     dit, dit_uncond, _ = modules
     _, _, latents, timestep = _inputs(checkpoint, [1], seed=5)
     cos, sin = _tables(checkpoint, rope.image_positions(*GRID))
@@ -134,11 +135,11 @@ def test_the_two_dits_differ_and_outputs_stay_order_one(checkpoint, modules) -> 
 
 
 def test_timestep_is_rounded_to_the_compute_dtype(checkpoint) -> None:
-    """spec §5.2: a bf16 DiT sees bf16(t); nearby fp32 timesteps that round alike give identical outputs."""
+    """docs/MODEL.md §5.2: a bf16 DiT sees bf16(t); nearby fp32 timesteps that round alike give identical outputs."""
     dit = load_dit(checkpoint, "unconditional_transformer", dtype=torch.bfloat16)
     _, _, latents, _ = _inputs(checkpoint, [1], seed=9)
     cos, sin = _tables(checkpoint, rope.image_positions(*GRID))
-    a = torch.tensor([0.02734114])  # bf16 → 0.02734375 (spec §5.5)
+    a = torch.tensor([0.02734114])  # bf16 → 0.02734375 (docs/MODEL.md §5.5)
     b = torch.tensor([0.02734375])
     with torch.no_grad():
         assert torch.equal(dit(latents, a, cos, sin), dit(latents, b, cos, sin))

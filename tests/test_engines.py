@@ -66,8 +66,8 @@ def check_manifest(out: Path, manifest: Manifest, recipe: str) -> None:
         assert entry.build is not None and entry.build.plan_bytes == entry.bytes and entry.build.seconds > 0
         assert entry.build.peak_host_memory_bytes > 100 << 20
         folder = out / ("sampler" if entry.graph == "sampler" else "onnx")
-        export = json.loads((folder / f"{entry.graph}.json").read_text())
-        assert entry.onnx_sha256 == export["file_sha256"] == file_digest(folder / f"{entry.graph}.onnx")
+        export = json.loads((folder / f"{entry.graph.value}.json").read_text())
+        assert entry.onnx_sha256 == export["file_sha256"] == file_digest(folder / f"{entry.graph.value}.onnx")
     text = manifest.engines["text_encoder"]
     assert [p.bucket for p in text.profiles] == [None]
     ids = text.profiles[0].shapes["input_ids"]
@@ -83,8 +83,8 @@ def check_manifest(out: Path, manifest: Manifest, recipe: str) -> None:
         assert (rope.min, rope.opt, rope.max) == ([1 + n, 32], [128 + n, 32], [128 + n, 32])
     for profile, bucket in zip(manifest.engines["vae_decoder"].profiles, BUCKETS, strict=True):
         assert profile.shapes["latents"].max == [2, *bucket.grid, 16]
-    assert manifest.model["latent_channels"] == 16 and manifest.model["has_unconditional"]
-    assert len(manifest.model["rope"]["inv_freq"]) == 16
+    assert manifest.model.latent_channels == 16 and manifest.model.has_unconditional
+    assert manifest.model.rope is not None and len(manifest.model.rope.inv_freq) == 16
     assert (out / manifest.tokenizer / "tokenizer.json").is_file()
     assert check_engine_set(out, manifest, SIMULATED_RTX_4090, Bucket(256, 384)) == []
 

@@ -14,11 +14,13 @@ from onnx_support import activation_qdq_outputs, feeds, replayed, session
 
 from ideogram_trt.cli import main
 from ideogram_trt.core.buckets import Bucket
+from ideogram_trt.core.components import Component
+from ideogram_trt.core.sidecar import ExportSidecar
 from ideogram_trt.engines.profiles import profile_for
 from ideogram_trt.engines.tensorrt_adapter import BuildTarget, Flavor, build_engine
 from ideogram_trt.export.calibration import Calibration
 from ideogram_trt.export.exporter import ExportOptions, build_module
-from ideogram_trt.export.graphs import Graph, Sizes, example_inputs
+from ideogram_trt.export.graphs import Sizes, example_inputs
 from ideogram_trt.export.recipes import GraphDType, Recipe
 
 TEXT = ("text_encoder",)
@@ -61,7 +63,7 @@ DIT_FP32_CASES = [
 ]
 
 
-def _reference(checkpoint, calibration_file, recipe: str, graph: Graph, dtype: GraphDType, flags: dict):
+def _reference(checkpoint, calibration_file, recipe: str, graph: Component, dtype: GraphDType, flags: dict):
     options = ExportOptions(Recipe(recipe), dtype, (graph,), **flags)
     calibration = Calibration.load(calibration_file)
     module = build_module(
@@ -70,7 +72,7 @@ def _reference(checkpoint, calibration_file, recipe: str, graph: Graph, dtype: G
         Recipe(recipe),
         torch.float64,
         options.plan(graph),
-        calibration.amax.get(graph.component.value),
+        calibration.amax.get(graph.spec.serves.value),
     )
     return module, options.plan(graph)
 
@@ -97,14 +99,14 @@ def check_fp32_graph(checkpoint, calibration_file, exports, monkeypatch, recipe,
     folder = exports.get(recipe, "fp32", graphs, **flags)
     sidecar = json.loads((folder / f"{graph}.json").read_text())
     path = folder / f"{graph}.onnx"
-    reference, plan = _reference(checkpoint, calibration_file, recipe, Graph(graph), GraphDType.FP32, flags)
+    reference, plan = _reference(checkpoint, calibration_file, recipe, Component(graph), GraphDType.FP32, flags)
     quantized_activations = plan.needs_calibration
     extra = activation_qdq_outputs(path) if quantized_activations else []
     assert bool(extra) == quantized_activations
     ort_session = session(path, extra)
 
     for sizes in SIZES:
-        inputs = example_inputs(Graph(graph), checkpoint, torch.float32, sizes, seed=sizes.batch)
+        inputs = example_inputs(Component(graph), checkpoint, torch.float32, sizes, seed=sizes.batch)
         results = ort_session.run(None, feeds(sidecar["inputs"], inputs))
         replay = replayed(monkeypatch, results[1:]) if quantized_activations else None
         with torch.no_grad():
@@ -169,7 +171,7 @@ class TestDiTsFp32:
         """The fp8 recipe read back from the exported graphs, with every expectation computed here from the files
         and the spec (no package code): each block linear (qkv, o, w1, w2, w3 of every layer) takes its input
         through QuantizeLinear → DequantizeLinear with scale amax/448 from the calibration JSON; the linears the
-        recipe keeps out (spec §8.3's exclusion list; llm_cond_proj lives in the text encoder graph) have none;
+        recipe keeps out (docs/MODEL.md §8.3's exclusion list; llm_cond_proj lives in the text encoder graph) have none;
         every weight is the checkpoint's E4M3 bytes through DequantizeLinear(axis=0) with its per-row
         weight_scale; and no other Q/DQ exists."""
         import onnx
@@ -250,8 +252,8 @@ class TestDiTsFp32:
         a = session(out / "dit_uncond.onnx").run(None, feeds(sidecar["inputs"], inputs))[0]
         b = session(inline / "dit_uncond.onnx").run(None, feeds(sidecar["inputs"], inputs))[0]
         np.testing.assert_array_equal(a, b)
-        build_engine(out / "dit_uncond.onnx", [profile_for(sidecar["inputs"], Bucket(256, 256))],
-                     BuildTarget(Flavor.TENSORRT_RTX, ("8.9",)))  # fmt: skip
+        profile = profile_for(ExportSidecar.load(out, Component.DIT_UNCOND).inputs, Bucket(256, 256))
+        build_engine(out / "dit_uncond.onnx", [profile], BuildTarget(Flavor.TENSORRT_RTX, ("8.9",)))
 
 
 class TestDiTsFp16:
@@ -259,14 +261,14 @@ class TestDiTsFp16:
     def test_fp16_graph_within_fp16_bounds(self, checkpoint, calibration_file, exports, graph) -> None:
         folder = exports.get("fp8-wo", "fp16", DITS_AND_VAE)
         sidecar = json.loads((folder / f"{graph}.json").read_text())
-        reference, _ = _reference(checkpoint, calibration_file, "fp8-wo", Graph(graph), GraphDType.FP16, {})
+        reference, _ = _reference(checkpoint, calibration_file, "fp8-wo", Component(graph), GraphDType.FP16, {})
         ort_session = session(folder / f"{graph}.onnx")
         names = [spec["name"] for spec in sidecar["inputs"]]
         for sizes in SIZES:
-            inputs = example_inputs(Graph(graph), checkpoint, torch.float16, sizes, seed=sizes.batch)
+            inputs = example_inputs(Component(graph), checkpoint, torch.float16, sizes, seed=sizes.batch)
             (result,) = ort_session.run(None, feeds(sidecar["inputs"], inputs))
-            # The DiT embeds 1e4·t, so rounding t to the compute dtype (which every reference does, spec §5.2) is
-            # part of the model in fp16: the float64 reference gets the same rounded t.
+            # The DiT embeds 1e4·t, so rounding t to the compute dtype (which every reference does,
+            # docs/MODEL.md §5.2) is part of the model in fp16: the float64 reference gets the same rounded t.
             reference_inputs = [
                 t.half().double() if name == "timestep" else (t.double() if t.is_floating_point() else t)
                 for name, t in zip(names, inputs, strict=True)
@@ -301,7 +303,7 @@ def test_the_vae_ignores_the_recipe(checkpoint) -> None:
     """The release's VAE has no FP8 weights: every recipe exports the same VAE module, hence the same graph."""
     from ideogram_trt.export.recipes import QuantPlan
 
-    modules = [build_module(checkpoint, Graph.VAE_DECODER, r, torch.bfloat16, QuantPlan(), None) for r in Recipe]
+    modules = [build_module(checkpoint, Component.VAE_DECODER, r, torch.bfloat16, QuantPlan(), None) for r in Recipe]
     states = [m.state_dict() for m in modules]
     assert all(s.keys() == states[0].keys() for s in states)
     assert all(torch.equal(s[k], states[0][k]) for s in states for k in s)
@@ -314,17 +316,17 @@ def test_text_encoder_stays_weight_only_under_fp8(checkpoint) -> None:
     from ideogram_trt.export.recipes import QuantPlan
 
     options = ExportOptions(Recipe.FP8, GraphDType.BF16)
-    assert options.plan(Graph.TEXT_ENCODER) == QuantPlan()
-    fp8 = build_module(checkpoint, Graph.TEXT_ENCODER, Recipe.FP8, torch.bfloat16, QuantPlan(), None)
-    wo = build_module(checkpoint, Graph.TEXT_ENCODER, Recipe.FP8_WO, torch.bfloat16, QuantPlan(), None)
+    assert options.plan(Component.TEXT_ENCODER) == QuantPlan()
+    fp8 = build_module(checkpoint, Component.TEXT_ENCODER, Recipe.FP8, torch.bfloat16, QuantPlan(), None)
+    wo = build_module(checkpoint, Component.TEXT_ENCODER, Recipe.FP8_WO, torch.bfloat16, QuantPlan(), None)
     linears = [m for m in fp8.modules() if isinstance(m, QuantLinear)]
     assert len(linears) == 36 * 7 + 1 and all(m.input_scale is None for m in linears)
     a, b = fp8.state_dict(), wo.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k].view(torch.uint8), b[k].view(torch.uint8)) for k in a)
 
 
-@pytest.mark.parametrize("graph", [Graph.DIT_COND, Graph.TEXT_ENCODER])
-def test_fp8_weight_recipes_never_dequantize_the_fp8_weights(checkpoint, graph: Graph, monkeypatch) -> None:
+@pytest.mark.parametrize("graph", [Component.DIT_COND, Component.TEXT_ENCODER])
+def test_fp8_weight_recipes_never_dequantize_the_fp8_weights(checkpoint, graph: Component, monkeypatch) -> None:
     """fp8-wo and fp8 keep the stored E4M3 bytes, so building their module must not make a float copy of any FP8
     weight (at full size that copy is 18.6 GB per DiT); bf16 dequantizes every one of them."""
     from ideogram_trt.export.recipes import QuantPlan

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -99,3 +100,34 @@ def test_export_and_calibrate_help(flag: str) -> None:
             [sys.executable, "-m", "ideogram_trt", command, flag], capture_output=True, text=True, check=False
         )
         assert result.returncode == 0 and "usage: ideogram-trt" in result.stdout
+
+
+def test_build_engines_passes_the_export_options_to_its_export(tiny_dir: Path, tmp_path: Path) -> None:
+    """--opset, --external-data and --exclude of build-engines --model reach the export it makes in OUT/onnx."""
+    import onnx
+
+    from ideogram_trt.core.manifest import Manifest
+
+    out = tmp_path / "set"
+    argv = ["build-engines", "--model", str(tiny_dir), "--out", str(out), "--recipe", "bf16", "--flavor",
+            "onnxruntime", "--buckets", "256x256", "--components", "vae_decoder"]  # fmt: skip
+    assert main([*argv, "--opset", "22", "--external-data", "always", "--exclude", "layers.*.attention.o"]) == 0
+    sidecar = json.loads((out / "onnx" / "vae_decoder.json").read_text())
+    assert sidecar["opset"] == 22
+    assert sidecar["external_data"] == "vae_decoder.onnx.data" and (out / "onnx" / "vae_decoder.onnx.data").is_file()
+    assert sidecar["options"]["excluded"] == ["layers.*.attention.o"]
+    graph = onnx.load(str(out / "onnx" / "vae_decoder.onnx"), load_external_data=False)
+    assert {o.domain: o.version for o in graph.opset_import}[""] == 22
+    assert json.loads((out / "manifest.json").read_text())["model"]["opset"] == 22
+    assert Manifest.load(out).engines["vae_decoder"].external_data is not None
+
+
+def test_build_engines_refuses_export_options_with_an_export(tmp_path: Path, capsys) -> None:
+    """With --onnx the graphs are exported already: options that would shape them are refused, not ignored."""
+    out = tmp_path / "set"
+    for extra in (["--opset", "22"], ["--exclude", "x"], ["--external-data", "always"]):
+        assert main(["build-engines", "--onnx", str(tmp_path / "onnx"), "--out", str(out), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {extra[0]} shape the export build-engines makes with --model"), err
+        assert len(err.splitlines()) == 1
+    assert not out.exists()

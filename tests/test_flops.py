@@ -1,4 +1,4 @@
-"""The FLOP model against spec §9's table (computed independently there from the same formula's terms)."""
+"""The FLOP model against docs/MODEL.md §9's table (computed independently there from the same formula's terms)."""
 
 from __future__ import annotations
 

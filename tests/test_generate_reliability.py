@@ -307,7 +307,8 @@ def test_steps_and_guidance_lists_share_one_rule(pipe: Pipeline) -> None:
     assert pipe.sampling_plan(bucket, "V4_TURBO_12", steps=3, guidance=[7.0, 7.0, 3.0]).schedule.steps == 3
     assert pipe.sampling_plan(bucket, "V4_TURBO_12", steps=5, guidance=4.0).schedule.guidance.tolist() == [4.0] * 5
     assert pipe.sampling_plan(bucket, "V4_TURBO_12", guidance=4.0).schedule.steps == 12
-    # Other step counts keep the preset's main guidance (7, spec §5.4) on every step; its own count keeps the list.
+    # Other step counts keep the preset's main guidance (7, docs/MODEL.md §5.4) on every step; its own count keeps
+    # the list.
     assert pipe.sampling_plan(bucket, "V4_TURBO_12", steps=5).schedule.guidance.tolist() == [7.0] * 5
     assert pipe.sampling_plan(bucket, "V4_TURBO_12").schedule.guidance.tolist() == [7.0] * 11 + [3.0]
     with pytest.raises(InputError, match="gives 3 values but --steps is 8"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ideogram_trt.core.buckets import Bucket
+from ideogram_trt.core.records import TensorEntry
 from ideogram_trt.engines.profiles import AxisRange, ProfileRanges, profile_for
 from ideogram_trt.engines.tensorrt_adapter import ShapeRange
 
@@ -14,10 +15,10 @@ RANGES = ProfileRanges(batch=AxisRange(1, 2, 4), text=AxisRange(1, 256, 2048))
 def test_every_symbol_resolves_for_a_bucket() -> None:
     # 1024x768: latents 128x96 after 8x, patch 2 -> grid 64x48 -> 3072 image tokens.
     inputs = [
-        {"name": "latents", "shape": ["B", 128, "GH", "GW"]},
-        {"name": "text", "shape": ["B", "T", "4096"]},
-        {"name": "rope", "shape": ["T+N", 64]},
-        {"name": "tokens", "shape": ["B", "N", 128]},
+        TensorEntry("latents", "float32", ["B", 128, "GH", "GW"]),
+        TensorEntry("text", "float32", ["B", "T", "4096"]),
+        TensorEntry("rope", "float32", ["T+N", 64]),
+        TensorEntry("tokens", "float32", ["B", "N", 128]),
     ]
     profile = profile_for(inputs, Bucket(1024, 768), RANGES)
     assert profile == {
@@ -31,10 +32,10 @@ def test_every_symbol_resolves_for_a_bucket() -> None:
 
 
 def test_image_axes_need_a_bucket_and_unknown_symbols_are_refused() -> None:
-    assert profile_for([{"name": "ids", "shape": ["B", "T"]}], None, RANGES) == {
+    assert profile_for([TensorEntry("ids", "float32", ["B", "T"])], None, RANGES) == {
         "ids": ShapeRange((1, 1), (2, 256), (4, 2048))
     }
     with pytest.raises(ValueError, match="axis 'N' needs a resolution bucket"):
-        profile_for([{"name": "x", "shape": ["N"]}], None, RANGES)
+        profile_for([TensorEntry("x", "float32", ["N"])], None, RANGES)
     with pytest.raises(ValueError, match="unknown axis 'Q'"):
-        profile_for([{"name": "x", "shape": ["Q"]}], Bucket(256, 256), RANGES)
+        profile_for([TensorEntry("x", "float32", ["Q"])], Bucket(256, 256), RANGES)

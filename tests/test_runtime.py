@@ -18,8 +18,8 @@ from ideogram_trt.runtime import Pipeline
 PROMPTS = ['{"subject":"a red fox curled up in fresh snow","style":"wildlife photography"}', "a cat"]
 RESOLUTIONS = [(256, 256), (256, 384)]
 PRESET = "V4_TURBO_12"  # 12 steps with the guidance drop to 3 on the last one
-# The same preset as the spec's table gives it (spec §5.4; guidance chronological, as diffusers takes it): what the
-# reference runs with, written here rather than read from core.schedule.
+# The same preset as the table of docs/MODEL.md §5.4 gives it (guidance chronological, as diffusers takes it): what
+# the reference runs with, written here rather than read from core.schedule.
 TURBO_12_REFERENCE = {"num_inference_steps": 12, "guidance_schedule": [7.0] * 11 + [3.0], "mu": 0.5, "std": 1.75}
 # fp8 vs bf16 on the tiny checkpoint (issue 13), measured: latents 0.0168 (256x256) and 0.0163 (256x384) relative,
 # PSNR 41.8-42.5 dB. Bounds: ~30% over the worst latent error, ~3 dB under the worst PSNR. Halved activation
@@ -34,7 +34,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def documented_noise(seed: int, count: int, tokens: int, channels: int = 16) -> np.ndarray:
-    """The noise contract (core/noise.py, spec §5.7), computed with numpy alone: image k of a request at seed s
+    """The noise contract (core/noise.py, docs/MODEL.md §5.7), computed with numpy alone: image k of a request at seed s
     starts from ``Generator(PCG64(s + k)).standard_normal((N, C), float32)``, packed [N, C] (tiny C = 16)."""
     return np.stack(
         [

@@ -1,4 +1,4 @@
-"""The LogitNormal schedule and presets against the golden table of spec §5.5 and against diffusers."""
+"""The LogitNormal schedule and presets against the golden table of docs/MODEL.md §5.5 and against diffusers."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from ideogram_trt.core.schedule import (
     preset_schedule,
 )
 
-# spec §5.5, V4_DEFAULT_20 at 1024x1024: (t fed to the DiT, its bf16 rounding, s, dt, guidance). The bf16 column
-# is what the bf16 DiT graphs compute from t (test_tensorrt_build.py).
+# docs/MODEL.md §5.5, V4_DEFAULT_20 at 1024x1024: (t fed to the DiT, its bf16 rounding, s, dt, guidance). The bf16
+# column is what the bf16 DiT graphs compute from t (test_tensorrt_build.py).
 GOLDEN_DEFAULT_20 = [
     (0.00012339, 0.00012302, 0.02734114, 0.02721775, 7),
     (0.02734114, 0.02734375, 0.05040897, 0.02306783, 7),
@@ -72,7 +72,7 @@ def test_quality_48_at_2048_matches_golden_start_and_end() -> None:
 @pytest.mark.parametrize("name", list(PresetName))
 @pytest.mark.parametrize("size", [(1024, 1024), (512, 512), (768, 1344), (2048, 2048)])
 def test_schedule_equals_diffusers_sigmas(name: PresetName, size: tuple[int, int]) -> None:
-    """diffusers' own _logit_normal_sigmas (float64 grid) is an independent implementation of spec §5.1."""
+    """diffusers' own _logit_normal_sigmas (float64 grid) is an independent implementation of docs/MODEL.md §5.1."""
     from diffusers.pipelines.ideogram4.pipeline_ideogram4 import _logit_normal_sigmas, _resolution_aware_mu
 
     preset = get_preset(name)
@@ -89,7 +89,7 @@ def test_terminal_changes_only_the_last_step() -> None:
     a = preset_schedule(PresetName.V4_QUALITY_48, 1024, 1024, terminal=Terminal.T_MAX)
     b = preset_schedule(PresetName.V4_QUALITY_48, 1024, 1024, terminal=Terminal.ZERO)
     np.testing.assert_array_equal(a.dt[:-1], b.dt[:-1])
-    # spec §5.2: QUALITY_48 @1024²: last step 0.085556 (t_max) vs 0.086108 (to 1), larger by 1 - t_max.
+    # docs/MODEL.md §5.2: QUALITY_48 @1024²: last step 0.085556 (t_max) vs 0.086108 (to 1), larger by 1 - t_max.
     np.testing.assert_allclose([a.dt[-1], b.dt[-1]], [0.085556, 0.086108], atol=1e-6)
     np.testing.assert_allclose(b.dt[-1] - a.dt[-1], 1.0 - T_MAX, atol=1e-7)
 

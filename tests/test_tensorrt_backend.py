@@ -1,6 +1,6 @@
-"""The TensorRT backend on a FAKE GPU (tests/fake_gpu.py): no GPU here can run a plan, so each plan's own ONNX
-graph runs in ONNX Runtime over fake device memory; the backend's buffers, scratch pool, CUDA-graph capture and
-replay, on-device loop (sampler engine) and single synchronization run as written.
+"""The TensorRT backend on a FAKE GPU (ideogram_trt/testing/fake_tensorrt.py): no GPU here can run a plan, so
+each plan's own ONNX graph runs in ONNX Runtime over fake device memory; the backend's buffers, scratch pool,
+CUDA-graph capture and replay, on-device loop (sampler engine) and single synchronization run as written.
 
 The engine set is real: built by TensorRT-RTX from fp32 graphs (ONNX Runtime has no bf16 kernels), so the
 fake's results must equal the ONNX Runtime backend's on the same graphs, bit for bit.
@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_gpu import FakeCuda, FakeTensorRT
 
 from ideogram_trt.cli import main
 from ideogram_trt.core import rope
@@ -21,6 +20,7 @@ from ideogram_trt.core.manifest import Manifest
 from ideogram_trt.core.tokenization import PromptTokenizer
 from ideogram_trt.runtime import Pipeline
 from ideogram_trt.runtime.tensorrt_backend import TensorRTBackend
+from ideogram_trt.testing.fake_tensorrt import FakeCuda, FakeTensorRT
 
 PROMPTS = ['{"subject":"a lighthouse at dusk","style":"oil painting"}', "a cat"]
 
@@ -36,7 +36,7 @@ def fake_tensorrt_pipeline(engine_set: Path) -> tuple[Pipeline, FakeCuda, FakeTe
             {name: (tuple(r.min), tuple(r.opt), tuple(r.max)) for name, r in profile.shapes.items()}
             for profile in entry.profiles
         ]
-        plans[entry.sha256] = (folder / f"{entry.graph}.onnx", profiles)
+        plans[entry.sha256] = (folder / f"{entry.graph.value}.onnx", profiles)
         assert hashlib.sha256((engine_set / entry.file).read_bytes()).hexdigest() == entry.sha256
     cuda = FakeCuda()
     module = FakeTensorRT(cuda, plans)
@@ -69,6 +69,41 @@ class TestTensorRTBackendOnAFakeGpu:
             assert np.array_equal(ours.latents, theirs.latents), preset
             assert np.array_equal(ours.images, theirs.images), preset
             assert len(ours.timings.steps) == 2 * ours.schedule.steps
+
+    def test_random_guidance_loop_equals_the_host_loop(self, engine_sets: tuple[Path, Path]) -> None:
+        """The TensorRT loop (steps of core.sampling, the update in the sampler engine) against the host loop
+        (core.sampling.denoise) on random latents, text rows and a per-step guidance list with 1s in it (the
+        unconditional DiT skipped on those steps): bit for bit (tests/test_sampling.py: the host update equals
+        the sampler graph)."""
+        import dataclasses
+
+        from ideogram_trt.core.buckets import Bucket
+        from ideogram_trt.core.schedule import get_preset, preset_schedule
+        from ideogram_trt.runtime.backend import DenoiseInputs
+
+        rtx, ort = engine_sets
+        pipe, _, _ = fake_tensorrt_pipeline(rtx)
+        reference = Pipeline.from_engines(ort)
+        rng = np.random.default_rng(11)
+        bucket = Bucket(256, 384)
+        grid_h, grid_w = bucket.grid
+        text = 9
+        guidance = np.array([5.5, 1.0, 7.25, -0.5, 1.0, 3.0], dtype=np.float32)
+        schedule = dataclasses.replace(preset_schedule(get_preset("V4_TURBO_12"), 256, 384), guidance=guidance)
+        schedule = dataclasses.replace(schedule, t=schedule.t[:6], t_next=schedule.t_next[:6], dt=schedule.dt[:6])
+        manifest = pipe.manifest
+        inputs = DenoiseInputs(
+            latents=rng.standard_normal((2, grid_h * grid_w, manifest.model.latent_channels), dtype=np.float32),
+            text_hidden=rng.standard_normal((2, text, manifest.model.hidden_size), dtype=np.float32),
+            rope_cond=pipe._cond_tables(grid_h, grid_w, text),
+            rope_uncond=pipe._image_rope(grid_h, grid_w),
+            bucket=bucket,
+            schedule=schedule,
+        )
+        ours = pipe.backend.generate(inputs)
+        theirs = reference.backend.generate(inputs)
+        assert np.array_equal(ours.latents, theirs.latents)
+        assert len(ours.step_seconds) == 6
 
     def test_buffers_bound_once_graphs_captured_once_one_sync_per_batch(self, engine_sets: tuple[Path, Path]) -> None:
         rtx, _ = engine_sets

@@ -17,6 +17,8 @@ import torch
 from safetensors.torch import load_file
 
 from ideogram_trt.core.buckets import Bucket
+from ideogram_trt.core.components import Component
+from ideogram_trt.core.sidecar import ExportSidecar
 from ideogram_trt.engines.profiles import AxisRange, ProfileRanges, profile_for
 from ideogram_trt.engines.tensorrt_adapter import BuildTarget, EngineBuildError, Flavor, build_engine
 
@@ -36,11 +38,11 @@ DIT_CASES = [
 
 def build(exports, recipe: str, graph: str, exported: tuple[str, ...]) -> None:
     folder = exports.get(recipe, "bf16", exported)
-    sidecar = json.loads((folder / f"{graph}.json").read_text())
+    inputs = ExportSidecar.load(folder, Component(graph)).inputs
     if graph == "text_encoder":  # not per bucket: one profile over batch and text length
-        profiles = [profile_for(sidecar["inputs"], None, RANGES)]
+        profiles = [profile_for(inputs, None, RANGES)]
     else:
-        profiles = [profile_for(sidecar["inputs"], bucket, RANGES) for bucket in BUCKETS]
+        profiles = [profile_for(inputs, bucket, RANGES) for bucket in BUCKETS]
     result = build_engine(folder / f"{graph}.onnx", profiles, TARGET)
     assert len(result.plan) > 100_000
     assert result.version.startswith("1.")
@@ -58,7 +60,7 @@ class TestDiTsBf16:
 
     def test_fp8_wo_weights_are_the_release_weights_bit_for_bit(self, exports, tiny_dir) -> None:
         """The bf16 fp8-wo DiT graph stores the release's E4M3 bytes and dequantizes, with its bf16 scale, to exactly
-        w.to(bf16) * scale.to(bf16)[:, None] (spec §8.2)."""
+        w.to(bf16) * scale.to(bf16)[:, None] (docs/MODEL.md §8.2)."""
         import ml_dtypes
         import onnx
         from onnx import numpy_helper
@@ -98,10 +100,10 @@ class TestDiTsBf16:
     def test_timestep_is_rounded_to_bf16_before_the_embedding(
         self, exports, recipe: str, exported: tuple[str, ...], graph: str
     ) -> None:
-        """spec §5.2: a bf16 DiT sees bf16(t) — the runtime uploads the schedule's float32 t and the graph rounds
-        it: timestep → Cast(bf16) → Cast(fp32) before any arithmetic, and the embedding runs in fp32 on that. The
-        path is read from the graph and run (onnx's reference evaluator) on V4_DEFAULT_20's t at 1024x1024: it
-        must give the golden table's bf16 column (spec §5.5)."""
+        """docs/MODEL.md §5.2: a bf16 DiT sees bf16(t) — the runtime uploads the schedule's float32 t and the graph
+        rounds it: timestep → Cast(bf16) → Cast(fp32) before any arithmetic, and the embedding runs in fp32 on that.
+        The path is read from the graph and run (onnx's reference evaluator) on V4_DEFAULT_20's t at 1024x1024: it
+        must give the golden table's bf16 column (docs/MODEL.md §5.5)."""
         import onnx
         from onnx.reference import ReferenceEvaluator
         from test_schedule import GOLDEN_DEFAULT_20

@@ -50,7 +50,7 @@ def test_features_and_projection_match_the_pipeline(checkpoint, reference, pad_t
 
 @torch.no_grad()
 def test_padding_does_not_change_a_prompt(checkpoint) -> None:
-    """Left padding is a no-op on real tokens (spec §3.2): alone vs in a padded batch."""
+    """Left padding is a no-op on real tokens (docs/MODEL.md §3.2): alone vs in a padded batch."""
     encoder = load_text_encoder(checkpoint, dtype=torch.float32)
     tokenizer = PromptTokenizer.from_dir(checkpoint.tokenizer_dir)
     alone = tokenizer.batch(["a cat"])

@@ -34,7 +34,7 @@ def test_ids_match_transformers(checkpoint, reference_pipeline) -> None:
 
 def test_chat_template_renders_one_user_turn(checkpoint) -> None:
     text = PromptTokenizer.from_dir(checkpoint.tokenizer_dir).render("hello")
-    assert text == "<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n"  # spec §3.2
+    assert text == "<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n"  # docs/MODEL.md §3.2
 
 
 def test_batch_is_left_padded_with_mask(checkpoint) -> None:

@@ -159,6 +159,29 @@ class TestTritonServer:
         assert np.array_equal(np.asarray(png), grpc_image[0]) and grpc_png[0] == http_png[0]
         assert png.text["seed"] == "21" and png.text["prompt"] == REQUEST.prompt  # type: ignore[attr-defined]
 
+    def test_response_pngs_carry_the_metadata_generate_writes(self, server, engine_set: Path, tmp_path: Path) -> None:
+        """Issue 14: a served PNG's text chunks are the ones `ideogram-trt generate` writes, key for key, and value
+        for value for the same request (plain and streamed models, two images each)."""
+        request = dataclasses.replace(REQUEST, num_images=2)
+        out = tmp_path / "generate.png"
+        command = [str(TRITON_VENV / "bin" / "ideogram-trt"), "generate", REQUEST.prompt, "--engines", str(engine_set)]
+        command += ["--height", "256", "--width", "384", "--preset", "V4_INSTANT_8", "--seed", "21", "-n", "2"]
+        subprocess.run([*command, "-o", str(out)], check=True, capture_output=True)
+        generated = [Image.open(out.with_name(f"generate-{k}.png")).text for k in range(2)]  # type: ignore[attr-defined]
+        assert set(generated[0]) == {"prompt", "seed", "preset", "bucket", "engine_set", "software", "parameters"}
+        assert [g["seed"] for g in generated] == ["21", "22"]
+        _, plain = request_images(server.grpc, request)
+        _, streamed = stream_images(server.grpc, request, "ideogram4_stream", lambda s, n: None)
+        for pngs in (plain, streamed):
+            assert [Image.open(io.BytesIO(p)).text for p in pngs] == generated  # type: ignore[attr-defined]
+        # Another request: the same keys; its own prompt, seed, bucket and sampling parameters.
+        _, other = request_images(server.grpc, ImageRequest("a cat", 256, 256, "V4_TURBO_12", 5))
+        text = Image.open(io.BytesIO(other[0])).text  # type: ignore[attr-defined]
+        assert set(text) == set(generated[0])
+        fields = (text["prompt"], text["seed"], text["preset"], text["bucket"])
+        assert fields == ("a cat", "5", "V4_TURBO_12", "256x256")
+        assert json.loads(text["parameters"])["steps"] == 12 and text["engine_set"] == generated[0]["engine_set"]
+
     def test_a_copied_engine_set_serves_the_same_image(self, server) -> None:
         """--copy puts the engine set inside the repository (a relative path the model resolves at load)."""
         copied, _ = request_images(server.grpc, REQUEST, model="ideogram4_copy")

@@ -20,19 +20,15 @@ from google.protobuf import text_format
 from helpers import assert_one_line_error, run_cli, snapshot
 from tritonclient.grpc import model_config_pb2 as mc
 
-from ideogram_trt.cli import main
 from ideogram_trt.core.errors import InputError
 from ideogram_trt.core.files import PARTIAL_MARK, TMP_MARK
 from ideogram_trt.core.tokenization import MAX_PROMPT_BYTES, MAX_TOKEN_BYTES, PromptTokenizer
 
 
 @pytest.fixture(scope="module")
-def engines(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small engine set (one graph, one bucket): triton-repo reads only its manifest, --copy its files."""
-    out = tmp_path_factory.mktemp("engines") / "set"
-    assert main(["build-engines", "--model", str(tiny_dir), "--out", str(out), "--recipe", "fp8-wo",
-                 "--flavor", "onnxruntime", "--buckets", "256x256", "--components", "dit_uncond"]) == 0  # fmt: skip
-    return out
+def engines(one_graph_engines: Path) -> Path:
+    """triton-repo reads only the set's manifest (and --copy its files): one graph at one bucket is enough."""
+    return one_graph_engines
 
 
 @pytest.fixture
@@ -381,7 +377,10 @@ class FakePbUtils:
 
     class Tensor:
         def __init__(self, name: str, array) -> None:  # type: ignore[no-untyped-def]
-            self.name, self.array = name, array
+            self._name, self.array = name, array
+
+        def name(self) -> str:
+            return self._name
 
         def as_numpy(self):  # type: ignore[no-untyped-def]
             return self.array
@@ -395,8 +394,22 @@ class FakePbUtils:
             self.output_tensors, self.error = output_tensors, error
 
     @staticmethod
-    def get_input_tensor_by_name(request: dict, name: str):  # type: ignore[no-untyped-def]
-        return request.get(name)
+    def get_input_tensor_by_name(request: FakeRequest, name: str):  # type: ignore[no-untyped-def]
+        return next((t for t in request.inputs() if t.name() == name), None)
+
+
+class FakeRequest:
+    """A request as the Python backend hands it over: its input tensors, and a response sender."""
+
+    def __init__(self, inputs: dict[str, FakePbUtils.Tensor]) -> None:
+        self._inputs = [FakePbUtils.Tensor(name, t.array) for name, t in inputs.items()]
+        self.sender = None
+
+    def inputs(self) -> list[FakePbUtils.Tensor]:
+        return self._inputs
+
+    def get_response_sender(self):  # type: ignore[no-untyped-def]
+        return self.sender
 
 
 class EnginesMustNotRun:
@@ -454,6 +467,7 @@ def triton_model(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-de
     ("inputs", "message"),
     [
         ({}, "input 'prompt' is required"),
+        ({"prompt": (b"a cat", object), "bogus": (1, "int32")}, "input 'bogus' is not an input of this model"),
         ({"prompt": (b"caf\xe9", object)}, "input 'prompt' is not UTF-8 text (bad byte at offset 3)"),
         ({"prompt": (b"x" * (MAX_PROMPT_BYTES + 1), object)}, f"the prompt is {MAX_PROMPT_BYTES + 1} bytes"),
         ({"prompt": ([b"a", b"b"], object)}, "input 'prompt' must hold one value, got 2"),
@@ -473,21 +487,16 @@ def triton_model(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-de
 def test_the_model_refuses_bad_inputs_before_any_engine_runs(triton_model, inputs, message, decoupled) -> None:
     module, instance = triton_model
     instance.decoupled = decoupled
-    request = {name: tensor(value, dtype) for name, (value, dtype) in inputs.items()}
-
-    class Request(dict):
-        def get_response_sender(self) -> None:
-            return None
-
+    request = FakeRequest({name: tensor(value, dtype) for name, (value, dtype) in inputs.items()})
     with pytest.raises(module.RequestError) as caught:
-        instance.execute([Request(request)])
+        instance.execute([request])
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_several_requests_in_one_call_get_their_own_errors(triton_model) -> None:
     _, instance = triton_model
-    good = {"prompt": tensor(b"a cat", object)}
-    bad = {"prompt": tensor(b"a cat", object), "seed": tensor(-1, "int64")}
+    good = FakeRequest({"prompt": tensor(b"a cat", object)})
+    bad = FakeRequest({"prompt": tensor(b"a cat", object), "seed": tensor(-1, "int64")})
     ran: list[object] = []
     instance._run = lambda parsed, on_step=None: ran.append(parsed) or (None, [])
     instance._images = lambda result, pngs: []

@@ -9,15 +9,17 @@ What runs, and what is a stand-in:
 * ``TensorRTBackend`` (ideogram_trt.runtime.tensorrt_backend) runs as written — persistent buffers, the shared
   scratch pool, per-step scalar uploads from page-locked staging, CUDA-graph capture on first use and replay
   after, the sampler's on-device latents copy, one synchronization per batch — over:
-  - ``NullTensorRT`` / ``NullEngine`` / ``NullContext``: a stand-in ``tensorrt`` module. Plans are not read
-    (deserialize ignores the bytes), ``execute_async_v3`` enqueues NOTHING: every captured engine graph is
-    empty except the sampler's, which holds the one device-to-device copy the backend adds itself.
+  - ``FakeTensorRT`` (``ideogram_trt.testing.fake_tensorrt``, the tests' fake) as the ``tensorrt`` module, given
+    plans without a graph: a plan is only hashed, to find the optimization profiles its manifest entry records
+    (the fake refuses, as TensorRT does, a profile index or input shape outside them), and ``execute_async_v3``
+    enqueues NOTHING: every captured engine graph is empty except the sampler's, which holds the one
+    device-to-device copy the backend adds itself.
   - the CUDA layer, ``--cuda``:
     ``real``: ``ideogram_trt.runtime.cuda.CudaRuntime`` on cuda-python — real device buffers, page-locked
     staging, real stream capture, graph launches and events on the GPU;
-    ``host``: ``HostCuda``, a HOST STAND-IN for the GPU: "device memory" is numpy bytes, copies happen at once
-    (or at replay, when captured), events read ``time.perf_counter``. Its copies stand in for work a GPU does
-    asynchronously, so the report also gives every figure with that copy time taken out.
+    ``host``: ``FakeCuda`` (the same module's), a HOST STAND-IN for the GPU: "device memory" is numpy bytes,
+    copies happen at once (or at replay, when captured), events read ``time.perf_counter``. Its copies stand in
+    for work a GPU does asynchronously, so the report also gives every figure with that copy time taken out.
     ``auto`` (default): ``real`` when cuda-python finds a device, else ``host``.
 * ``OnnxRuntimeBackend`` (the CPU path: the loop and the CFG/Euler math on the host) runs as written over
   STAND-IN ONNX graphs with each engine's inputs and outputs (names, dtypes, dynamic axes) that compute nothing:
@@ -75,22 +77,24 @@ from ideogram_trt import __version__
 from ideogram_trt.core import contracts as io
 from ideogram_trt.core import rope
 from ideogram_trt.core.buckets import Bucket
+from ideogram_trt.core.components import Component
 from ideogram_trt.core.errors import IdeogramTrtError
 from ideogram_trt.core.gpu import card_lines
 from ideogram_trt.core.host import cpu_model, package_version
 from ideogram_trt.core.manifest import EngineEntry, Manifest, ProfileEntry, ShapeRangeEntry
 from ideogram_trt.core.noise import initial_latents
 from ideogram_trt.core.schedule import PresetName, get_preset
+from ideogram_trt.core.sidecar import ExportSidecar
 from ideogram_trt.core.tokenization import MAX_TEXT_TOKENS, PromptTokenizer, TokenBatch
 from ideogram_trt.runtime.backend import Backend, DenoiseInputs, Generated, StepCallback
 from ideogram_trt.runtime.cuda import Cuda, CudaError
 from ideogram_trt.runtime.pipeline import Pipeline, to_uint8
+from ideogram_trt.testing.fake_tensorrt import FakeCuda, FakePlan, FakeTensorRT
 
 GOAL_MS_PER_STEP = 1.5
 STAND_IN_NOTE = "stand-in engines that do no work; no TensorRT ran"
 PROMPT = '{"subject":"a lighthouse at dusk","style":"oil painting"}'
 DEFAULT_PRESETS = ",".join(p.value for p in PresetName)
-SCRATCH_BYTES = 1 << 20  # what each NullEngine asks for: the backend allocates one pool of this size
 # The tiny checkpoint: widths barely matter to host work, but 32 VAE latent channels make the DiT latents 128 wide
 # (2x2 patches) and a 256-wide head makes the RoPE tables full width.
 TINY_ARGS = ["--seed", "0", "--layers", "1", "--heads", "1", "--head-dim", "256", "--latent-channels", "32"]
@@ -113,177 +117,7 @@ class PartUnavailable(SetupError):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Stand-in TensorRT: the module surface TensorRTBackend uses (see tests/fake_gpu.py), doing no work.
-
-
-class NullContext:
-    """A stand-in execution context: it records nothing and enqueues nothing."""
-
-    def __init__(self, engine: NullEngine) -> None:
-        self.engine = engine
-        self.scratch = 0
-
-    def set_device_memory(self, pointer: int, size: int) -> None:
-        self.scratch = pointer
-
-    def set_tensor_address(self, name: str, pointer: int) -> bool:
-        return True
-
-    def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
-        return True
-
-    def set_optimization_profile_async(self, index: int, stream: int) -> bool:
-        if not 0 <= index < self.engine.num_optimization_profiles:
-            raise CudaError(f"stand-in engine: profile {index} of {self.engine.num_optimization_profiles}")
-        return True
-
-    def execute_async_v3(self, stream: int) -> bool:
-        self.engine.enqueues += 1
-        token = self.engine.module.token
-        if token is not None:  # only where the GPU refuses an empty graph: see probe_empty_graph
-            token(stream, self.scratch)
-        return True
-
-
-class NullEngine:
-    """A stand-in deserialized plan: as many profiles as the manifest entry has, a 1 MiB scratch request."""
-
-    def __init__(self, module: NullTensorRT, profiles: int) -> None:
-        self.module = module
-        self.num_optimization_profiles = profiles
-        self.enqueues = 0
-
-    def get_device_memory_size_for_profile_v2(self, index: int) -> int:
-        return SCRATCH_BYTES
-
-    def create_execution_context(self, strategy: Any) -> NullContext:
-        return NullContext(self)
-
-
-class NullTensorRT:
-    """Stands in for the ``tensorrt`` module. A plan's bytes are only hashed, to find its manifest entry's profile
-    count; nothing is deserialized and nothing ever runs."""
-
-    __version__ = "stand-in (no TensorRT)"
-
-    class Logger:
-        WARNING = 2
-
-        def __init__(self, level: int = 2) -> None:
-            self.level = level
-
-    class ExecutionContextAllocationStrategy:
-        USER_MANAGED = "user-managed"
-
-    def __init__(self, profiles: dict[str, int], token: Callable[[int, int], None] | None = None) -> None:
-        self.profiles = profiles  # sha256 of the plan file → optimization profiles
-        self.token = token
-        self.engines: list[NullEngine] = []
-
-    def Runtime(self, logger: Any) -> NullTensorRT:
-        return self
-
-    def deserialize_cuda_engine(self, plan: bytes) -> NullEngine:
-        digest = hashlib.sha256(plan).hexdigest()
-        if digest not in self.profiles:
-            raise CudaError("stand-in TensorRT: a plan that no manifest entry names")
-        engine = NullEngine(self, self.profiles[digest])
-        self.engines.append(engine)
-        return engine
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The CUDA layer: a host stand-in for the GPU, and a counting wrapper for either
-
-
-@dataclass
-class HostGraph:
-    work: list[Callable[[], None]]
-
-
-class HostCuda:
-    """A HOST STAND-IN for the GPU, implementing the ``Cuda`` protocol with numpy: "device memory" is a uint8 array
-    per pointer; copies run at once, or are recorded while a stream is captured and run at each replay (as
-    tests/fake_gpu.py's FakeCuda, without ONNX Runtime); events read perf_counter. ``device_seconds`` sums the time
-    spent in copies — work a GPU's copy engines would do while the host moved on."""
-
-    def __init__(self) -> None:
-        self.memory: dict[int, np.ndarray] = {}
-        self.device_seconds = 0.0
-        self._next = 0x1000
-        self._capturing: list[Callable[[], None]] | None = None
-
-    def _submit(self, work: Callable[[], None]) -> None:
-        if self._capturing is not None:
-            self._capturing.append(work)
-        else:
-            self._device(work)
-
-    def _device(self, work: Callable[[], None]) -> None:
-        start = time.perf_counter()
-        work()
-        self.device_seconds += time.perf_counter() - start
-
-    def malloc(self, nbytes: int) -> int:
-        pointer = self._next
-        self._next += (max(nbytes, 1) + 0xFFF) & ~0xFFF
-        self.memory[pointer] = np.zeros(max(nbytes, 1), dtype=np.uint8)
-        return pointer
-
-    def free(self, pointer: int) -> None:
-        del self.memory[pointer]
-
-    def host_array(self, shape: tuple[int, ...], dtype: np.dtype[Any] | type) -> np.ndarray:
-        return np.zeros(shape, dtype=dtype)  # "page-locked" means nothing on the host
-
-    def stream(self) -> int:
-        return 1
-
-    def upload(self, pointer: int, array: np.ndarray, stream: int) -> None:
-        # Like an asynchronous copy from page-locked memory, the source is read when the copy runs.
-        source, target = array.reshape(-1).view(np.uint8), self.memory[pointer]
-        self._submit(lambda: target[: source.size].__setitem__(slice(None), source))
-
-    def download(self, array: np.ndarray, pointer: int, stream: int) -> None:
-        target, source = array.reshape(-1).view(np.uint8), self.memory[pointer]
-        self._submit(lambda: target.__setitem__(slice(None), source[: target.size]))
-
-    def copy(self, destination: int, source: int, nbytes: int, stream: int) -> None:
-        target, origin = self.memory[destination], self.memory[source]
-        self._submit(lambda: target[:nbytes].__setitem__(slice(None), origin[:nbytes]))
-
-    def synchronize(self, stream: int) -> None:
-        pass  # everything ran when it was submitted
-
-    def begin_capture(self, stream: int) -> None:
-        if self._capturing is not None:
-            raise CudaError("HostCuda: nested stream capture")
-        self._capturing = []
-
-    def end_capture(self, stream: int) -> HostGraph:
-        if self._capturing is None:
-            raise CudaError("HostCuda: end_capture without begin_capture")
-        graph, self._capturing = HostGraph(self._capturing), None
-        return graph
-
-    def launch(self, graph: HostGraph, stream: int) -> None:
-        for work in graph.work:
-            self._device(work)
-
-    def destroy_graph(self, graph: HostGraph) -> None:
-        graph.work.clear()
-
-    def event(self) -> list[float]:
-        return [0.0]
-
-    def record(self, event: list[float], stream: int) -> None:
-        if self._capturing is not None:
-            self._capturing.append(lambda: event.__setitem__(0, time.perf_counter()))
-        else:
-            event[0] = time.perf_counter()
-
-    def elapsed_ms(self, start: list[float], end: list[float]) -> float:
-        return (end[0] - start[0]) * 1000.0
+# The CUDA layer: a counting wrapper for either FakeCuda (ideogram_trt.testing.fake_tensorrt) or the real one
 
 
 class CountingCuda:
@@ -366,45 +200,52 @@ def make_engine_set(work: Path, bucket: Bucket) -> Path:
 def with_sampler(manifest: Manifest, folder: Path) -> Manifest:
     """The manifest a TensorRT set would have: ONNX Runtime sets have no sampler engine (the CPU loop blends on
     the host), so add one, written by the builder's own ``write_sampler``, with a profile per bucket."""
-    if any(entry.graph == "sampler" for entry in manifest.engines.values()):
+    if manifest.has(Component.SAMPLER):
         return manifest
     from ideogram_trt.engines.profiles import AxisRange, ProfileRanges, profile_for
     from ideogram_trt.engines.sampler import write_sampler
 
     folder.mkdir(parents=True, exist_ok=True)
-    path = write_sampler(folder, int(manifest.model["latent_channels"]))
-    sidecar = json.loads((folder / "sampler.json").read_text())
+    assert manifest.model.latent_channels is not None
+    path = write_sampler(folder, manifest.model.latent_channels)
+    sidecar = ExportSidecar.load(folder, Component.SAMPLER)
     ranges = ProfileRanges(batch=AxisRange(1, 1, manifest.max_batch))
     profiles = []
     for index, name in enumerate(manifest.buckets):
-        shapes = profile_for(sidecar["inputs"], Bucket.parse(name), ranges)
+        shapes = profile_for(sidecar.inputs, Bucket.parse(name), ranges)
         ranges_ = {n: ShapeRangeEntry(list(r.min), list(r.opt), list(r.max)) for n, r in shapes.items()}
         profiles.append(ProfileEntry(index, name, ranges_))
     data = path.read_bytes()
     entry = EngineEntry(
-        name="sampler",
-        graph="sampler",
+        name=Component.SAMPLER.value,
+        graph=Component.SAMPLER,
         file=str(path.resolve()),  # absolute: the backend joins it to the set's root, which keeps it as is
         sha256=hashlib.sha256(data).hexdigest(),
         bytes=len(data),
         key="stand-in",
         buckets=list(manifest.buckets),
         profiles=profiles,
-        inputs=sidecar["inputs"],
-        outputs=sidecar["outputs"],
-        onnx_sha256=sidecar["file_sha256"],
+        inputs=sidecar.inputs,
+        outputs=sidecar.outputs,
+        onnx_sha256=sidecar.file_sha256,
     )
-    return dataclasses.replace(manifest, engines={**manifest.engines, "sampler": entry})
+    return dataclasses.replace(manifest, engines={**manifest.engines, entry.name: entry})
 
 
-def plan_profiles(root: Path, manifest: Manifest) -> dict[str, int]:
-    """sha256 of each engine file → its profile count, for NullTensorRT (hashed here, not trusted from the
-    manifest)."""
-    profiles: dict[str, int] = {}
+def stand_in_plans(root: Path, manifest: Manifest) -> dict[str, FakePlan]:
+    """sha256 of each engine file (hashed here, not trusted from the manifest) → a FakeTensorRT plan without a
+    graph: it enqueues nothing, but holds the optimization profiles the manifest records, so the fake refuses a
+    profile index or an input shape that TensorRT would refuse. A file two entries share gets the longer list."""
+    plans: dict[str, FakePlan] = {}
     for entry in manifest.engines.values():
         digest = hashlib.sha256((root / entry.file).read_bytes()).hexdigest()
-        profiles[digest] = max(profiles.get(digest, 0), len(entry.profiles))
-    return profiles
+        profiles = [
+            {name: (tuple(r.min), tuple(r.opt), tuple(r.max)) for name, r in profile.shapes.items()}
+            for profile in entry.profiles
+        ]
+        if digest not in plans or len(plans[digest].profiles) < len(profiles):
+            plans[digest] = FakePlan(None, profiles)
+    return plans
 
 
 def stand_in_graph(entry: EngineEntry) -> Any:
@@ -419,7 +260,7 @@ def stand_in_graph(entry: EngineEntry) -> Any:
     def dim(symbol: Any) -> Any:
         return int(symbol) if isinstance(symbol, int) or str(symbol).isdigit() else str(symbol)
 
-    inputs = [helper.make_tensor_value_info(s["name"], types[s["dtype"]], [dim(d) for d in s["shape"]])
+    inputs = [helper.make_tensor_value_info(s.name, types[s.dtype], [dim(d) for d in s.shape])
               for s in entry.inputs]  # fmt: skip
     nodes: list[Any] = []
 
@@ -427,9 +268,9 @@ def stand_in_graph(entry: EngineEntry) -> Any:
         scale = io.PIXELS_PER_TOKEN if symbol in dims else 1
         wanted = dims.get(symbol, symbol)
         for spec in entry.inputs:
-            for axis, value in enumerate(spec["shape"]):
+            for axis, value in enumerate(spec.shape):
                 if value == wanted:
-                    nodes.append(helper.make_node("Shape", [spec["name"]], [out], start=axis, end=axis + 1))
+                    nodes.append(helper.make_node("Shape", [spec.name], [out], start=axis, end=axis + 1))
                     if scale != 1:
                         factor = helper.make_tensor(f"{out}/k", TensorProto.INT64, [1], [scale])
                         nodes.append(helper.make_node("Constant", [], [f"{out}/k"], value=factor))
@@ -439,26 +280,24 @@ def stand_in_graph(entry: EngineEntry) -> Any:
         raise SetupError(f"{entry.name}: cannot make a stand-in for axis {symbol!r} (no input carries it)")
 
     for spec in entry.outputs:
-        same = next((s for s in entry.inputs if s["shape"] == spec["shape"] and s["dtype"] == spec["dtype"]), None)
+        same = next((s for s in entry.inputs if s.shape == spec.shape and s.dtype == spec.dtype), None)
         if same is not None:
-            nodes.append(helper.make_node("Identity", [same["name"]], [spec["name"]]))
+            nodes.append(helper.make_node("Identity", [same.name], [spec.name]))
             continue
         parts = []
-        for k, symbol in enumerate(spec["shape"]):
-            name = f"{spec['name']}/dim{k}"
+        for k, symbol in enumerate(spec.shape):
+            name = f"{spec.name}/dim{k}"
             if isinstance(dim(symbol), int):
                 value = helper.make_tensor(name, TensorProto.INT64, [1], [dim(symbol)])
                 nodes.append(helper.make_node("Constant", [], [name], value=value))
                 parts.append(name)
             else:
                 parts.append(axis_of(str(symbol), name))
-        shape = f"{spec['name']}/shape"
+        shape = f"{spec.name}/shape"
         nodes.append(helper.make_node("Concat", parts, [shape], axis=0))
-        zero = helper.make_tensor("zero", types[spec["dtype"]], [1], [0])
-        nodes.append(helper.make_node("ConstantOfShape", [shape], [spec["name"]], value=zero))
-    outputs = [
-        helper.make_tensor_value_info(s["name"], types[s["dtype"]], [dim(d) for d in s["shape"]]) for s in entry.outputs
-    ]
+        zero = helper.make_tensor("zero", types[spec.dtype], [1], [0])
+        nodes.append(helper.make_node("ConstantOfShape", [shape], [spec.name], value=zero))
+    outputs = [helper.make_tensor_value_info(s.name, types[s.dtype], [dim(d) for d in s.shape]) for s in entry.outputs]
     graph = helper.make_graph(nodes, f"stand_in_{entry.graph}", inputs, outputs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], producer_name="stand-in")
     model.ir_version = 10
@@ -473,7 +312,7 @@ def with_stand_in_graphs(manifest: Manifest, folder: Path) -> Manifest:
     folder.mkdir(parents=True, exist_ok=True)
     engines = {}
     for name, entry in manifest.engines.items():
-        if entry.graph == "sampler":
+        if entry.graph is Component.SAMPLER:
             continue
         path = folder / f"{entry.name}.onnx"
         onnx.save(stand_in_graph(entry), str(path))
@@ -526,7 +365,7 @@ class Samples:
     steps: int
     guided: bool  # guidance != 1: the unconditional DiT runs every step
     generate_ms: list[float] = field(default_factory=list)
-    generate_copy_ms: list[float] = field(default_factory=list)  # HostCuda's stand-in device copies within
+    generate_copy_ms: list[float] = field(default_factory=list)  # FakeCuda's stand-in device copies within
     pipeline_ms: list[float] = field(default_factory=list)  # minus tokenization
     pipeline_copy_ms: list[float] = field(default_factory=list)
     tokenize_ms: list[float] = field(default_factory=list)
@@ -541,7 +380,7 @@ class Bench:
     pipe: Pipeline
     backend: Backend
     tokenizer: TimedTokenizer
-    host_cuda: HostCuda | None = None
+    host_cuda: FakeCuda | None = None
     notes: list[str] = field(default_factory=list)
 
     def copy_seconds(self) -> float:
@@ -672,10 +511,10 @@ def report(bench: Bench, samples: dict[str, Samples]) -> dict[str, Any]:
 
 def fixed_host_work(manifest: Manifest, bucket: Bucket, text_tokens: int, repeats: int) -> dict[str, dict[str, float]]:
     """The per-request host work of Pipeline.__call__ outside the backend, timed alone (ms)."""
-    channels = int(manifest.model["latent_channels"])
-    facts = manifest.model.get("rope") or {}
-    inv_freq = np.asarray(facts.get("inv_freq", []), dtype=np.float32)
-    section = tuple(facts.get("mrope_section", ()))
+    assert manifest.model.latent_channels is not None and manifest.model.rope is not None
+    channels = manifest.model.latent_channels
+    inv_freq = np.asarray(manifest.model.rope.inv_freq, dtype=np.float32)
+    section = tuple(manifest.model.rope.mrope_section)
     grid_h, grid_w = bucket.grid
     image = np.random.default_rng(0).random((1, bucket.height, bucket.width, 3), dtype=np.float32)
     work: dict[str, Callable[[], object]] = {
@@ -735,7 +574,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"* **Software**: Python {env['python']}, numpy {env['numpy']}, cuda-python {env['cuda_python'] or '–'}, "
         f"onnxruntime {env['onnxruntime'] or '–'}, ideogram-trt {env['ideogram_trt']}.",
         f"* **CUDA layer**: {results['cuda_layer']}.",
-        f"* **Engines**: stand-ins that do no work (NullTensorRT engines enqueue nothing; ONNX Runtime runs stand-in "
+        f"* **Engines**: stand-ins that do no work (FakeTensorRT plans enqueue nothing; ONNX Runtime runs stand-in "
         f"graphs: Identity / ConstantOfShape). Engine set: {engine_set['what']}; latents {engine_set['latents']}, "
         f"prompt {engine_set['text_tokens']} tokens.",
         f"* **Runs**: per preset 1 capturing request + {env['warmup']} warm-up(s), then {env['repeats']} rounds "
@@ -785,7 +624,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         )
         bare = family.get("generate_minus_copies_ms")
         if bare is not None:
-            text += f"; without HostCuda's stand-in device copies {bare['ms_per_step']:.3f} ms per step"
+            text += f"; without FakeCuda's stand-in device copies {bare['ms_per_step']:.3f} ms per step"
         lines.append(text + ".")
     return [*lines, ""]
 
@@ -816,8 +655,8 @@ def backend_tables(result: dict[str, Any]) -> list[str]:
     names = {
         "generate_ms": "`backend.generate` (the loop)",
         "pipeline_minus_tokenization_ms": "whole request − tokenization",
-        "generate_minus_copies_ms": "`backend.generate` − HostCuda's stand-in device copies",
-        "pipeline_minus_copies_ms": "whole request − tokenization − HostCuda's stand-in device copies",
+        "generate_minus_copies_ms": "`backend.generate` − FakeCuda's stand-in device copies",
+        "pipeline_minus_copies_ms": "whole request − tokenization − FakeCuda's stand-in device copies",
     }
     families = {"cfg": "with CFG (cond + uncond + sampler)", "guidance_1": "guidance 1 (cond + sampler)"}
     lines += [
@@ -854,7 +693,7 @@ def backend_tables(result: dict[str, Any]) -> list[str]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cuda", choices=["auto", "real", "host"], default="auto",
-                        help="real: cuda-python on the GPU; host: HostCuda, a host stand-in (default: real if a "
+                        help="real: cuda-python on the GPU; host: FakeCuda, a host stand-in (default: real if a "
                         "GPU is visible)")  # fmt: skip
     parser.add_argument("--engines", type=Path, metavar="DIR", help="an existing engine set (default: make a tiny one)")
     parser.add_argument("--work", type=Path, metavar="DIR", help="where to make (or find) the tiny engine set; kept")
@@ -888,14 +727,14 @@ def work_folder(args: argparse.Namespace) -> Iterator[Path]:
 
 def choose_cuda(mode: str) -> tuple[Cuda, str]:
     if mode == "host":
-        return HostCuda(), "host"
+        return FakeCuda(), "host"
     try:
         return real_cuda(), "real"
     except SetupError as exc:
         if mode == "real":
             raise SetupError(f"--cuda real: {exc}") from None
-        log(f"--cuda auto: no usable GPU ({exc}); using HostCuda, the host stand-in")
-        return HostCuda(), "host"
+        log(f"--cuda auto: no usable GPU ({exc}); using FakeCuda, the host stand-in")
+        return FakeCuda(), "host"
 
 
 def tensorrt_bench(root: Path, manifest: Manifest, cuda: Cuda, tokenizer: PromptTokenizer, work: Path) -> Bench:
@@ -903,11 +742,11 @@ def tensorrt_bench(root: Path, manifest: Manifest, cuda: Cuda, tokenizer: Prompt
 
     trt_manifest = with_sampler(manifest, work / "stand-in-sampler")
     notes = []
-    token = None
-    if isinstance(cuda, HostCuda):
-        layer = "HostCuda (host stand-in for the GPU)"
+    token: Callable[[int, int], None] | None = None
+    if isinstance(cuda, FakeCuda):
+        layer = "FakeCuda (host stand-in for the GPU)"
         notes.append(
-            "HostCuda: device memory is host memory and its copies (uploads, the sampler graph's 2 MiB latents "
+            "FakeCuda: device memory is host memory and its copies (uploads, the sampler graph's 2 MiB latents "
             "copy, the image download) run on the host; a GPU does them asynchronously, so the '− stand-in "
             "copies' rows are the closer estimate of host overhead."
         )
@@ -923,12 +762,12 @@ def tensorrt_bench(root: Path, manifest: Manifest, cuda: Cuda, tokenizer: Prompt
                 "cudaMemsetAsync into the scratch pool instead, so its graph has a node."
             )
             log(f"empty CUDA graph refused: {refused}; stand-in engines enqueue a 1-byte memset")
-    module = NullTensorRT(plan_profiles(root, trt_manifest), token)
+    module = FakeTensorRT(cuda, stand_in_plans(root, trt_manifest), on_enqueue=token)
     backend = TensorRTBackend(root, trt_manifest, cuda=cuda, module=module)
     timed = TimedTokenizer(tokenizer)
     pipe = Pipeline(root, trt_manifest, backend, cast(PromptTokenizer, timed))
-    label = f"TensorRT backend: `TensorRTBackend` over NullTensorRT stand-in engines, {layer}"
-    return Bench("tensorrt", label, pipe, backend, timed, cuda if isinstance(cuda, HostCuda) else None, notes)
+    label = f"TensorRT backend: `TensorRTBackend` over FakeTensorRT stand-in engines, {layer}"
+    return Bench("tensorrt", label, pipe, backend, timed, cuda if isinstance(cuda, FakeCuda) else None, notes)
 
 
 def onnxruntime_bench(root: Path, manifest: Manifest, tokenizer: PromptTokenizer, work: Path) -> Bench:
@@ -975,7 +814,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise SetupError(f"{root}: no {bucket.name} bucket (it has {', '.join(manifest.buckets)})")
         if not manifest.tokenizer or "text_encoder" not in {e.graph for e in manifest.engines.values()}:
             raise SetupError(f"{root}: no text encoder or tokenizer; build the set with all four components")
-        has_uncond = bool(manifest.model.get("has_unconditional"))
+        has_uncond = manifest.model.has_unconditional
         skipped = [p for p in presets if get_preset(p).needs_unconditional and not has_uncond]
         presets = [p for p in presets if p not in skipped]
         if skipped:
@@ -990,7 +829,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "tiny random checkpoint, ONNX Runtime flavor (`make-tiny " + " ".join(TINY_ARGS) + "`)",
             "seconds_to_make": round(time.perf_counter() - started, 1),
             "bucket": bucket.name,
-            "latents": f"1 x {bucket.tokens} x {manifest.model['latent_channels']}",
+            "latents": f"1 x {bucket.tokens} x {manifest.model.latent_channels}",
             "image": f"1 x {bucket.height} x {bucket.width} x 3",
             "text_tokens": text_tokens,
             "max_text_tokens": manifest.max_text_tokens,
@@ -1002,7 +841,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results["cuda_layer"] = (
                 "CudaRuntime on cuda-python (real device buffers, page-locked staging, stream capture, graph launches)"
                 if cuda_mode == "real"
-                else "HostCuda, a host stand-in for the GPU (numpy memory)"
+                else "FakeCuda, a host stand-in for the GPU (numpy memory)"
             )
             benches.append(lambda: tensorrt_bench(root, manifest, chosen, tokenizer, work))
         else:

@@ -1,4 +1,4 @@
-"""Full-size export and TensorRT-RTX build of Ideogram 4 with random weights (issue 7, DESIGN.md §10).
+"""Full-size export and TensorRT-RTX build of Ideogram 4 with random weights (issue 7, docs/ARCHITECTURE.md §10).
 
 Proves the toolkit at the released size — two 9.28 B-parameter DiTs, the Qwen3-VL-8B text encoder, the FLUX.2
 VAE decoder — and records, per artifact: ONNX size, plan size, export seconds, build seconds and peak host RAM.
@@ -31,13 +31,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ideogram_trt.core.components import Component
 from ideogram_trt.core.gpu import card_lines
 from ideogram_trt.core.host import cpu_model, memory_gib, package_version
+from ideogram_trt.core.manifest import Manifest
+from ideogram_trt.core.sidecar import ExportSidecar
 
 BUCKETS = "1024x1024,1536x1024,1024x1536"
 COMPUTE_CAPABILITY = "8.9"  # the lowest FP8 target TensorRT-RTX accepts (research/feasibility.md §3)
-# Spec §8.4 weight bytes the plans are checked against. The dit_cond graph leaves llm_cond_proj (53248→4608,
-# E4M3 + F32 scale) to the text encoder (spec §4.9), so its share moves from the DiT to the text encoder.
+# docs/MODEL.md §8.4 weight bytes the plans are checked against. The dit_cond graph leaves llm_cond_proj (53248→4608,
+# E4M3 + F32 scale) to the text encoder (docs/MODEL.md §4.9), so its share moves from the DiT to the text encoder.
 LLM_COND_PROJ_FP8 = 53248 * 4608 + 4608 * 4
 SPEC_BYTES = {
     ("dit_cond", "fp8-wo"): 9_289_722_624 - LLM_COND_PROJ_FP8,
@@ -154,11 +157,11 @@ def export_and_build(work: Path, artifact: Artifact, buckets: str, max_text: int
         step = run_step(export_key, args, work / "logs")
         record: dict[str, Any] = asdict(step)
         if step.returncode == 0:
-            sidecar = json.loads((onnx_dir / f"{artifact.graph}.json").read_text())
+            sidecar = ExportSidecar.load(onnx_dir, Component(artifact.graph))
             record |= {
                 "onnx_bytes": folder_bytes(onnx_dir),
-                "weights_bytes": sidecar["weights_bytes"],
-                "trace_seconds": sidecar["export_seconds"],
+                "weights_bytes": sidecar.weights_bytes,
+                "trace_seconds": None if sidecar.provenance is None else sidecar.provenance.export_seconds,
             }
         results.put(export_key, record)
         if step.returncode:
@@ -173,10 +176,10 @@ def export_and_build(work: Path, artifact: Artifact, buckets: str, max_text: int
         step = run_step(build_key, args, work / "logs")
         record = asdict(step)
         if step.returncode == 0:
-            manifest = json.loads((set_dir / "manifest.json").read_text())
-            plans = [e for e in manifest["engines"].values() if e["graph"] == artifact.graph]
-            record["plan_bytes"] = sum((set_dir / e["file"]).stat().st_size for e in plans)
-            record["profiles"] = sum(len(e["profiles"]) for e in plans)
+            manifest = Manifest.load(set_dir)
+            plans = [e for e in manifest.engines.values() if e.graph is Component(artifact.graph)]
+            record["plan_bytes"] = sum((set_dir / e.file).stat().st_size for e in plans)
+            record["profiles"] = sum(len(e.profiles) for e in plans)
         results.put(build_key, record)
     shutil.rmtree(onnx_dir, ignore_errors=True)
     shutil.rmtree(set_dir, ignore_errors=True)
@@ -199,7 +202,7 @@ def markdown(results: Results, config: str) -> str:
     data = results.data
     lines = [machine_line(data["machine"]), ""] if "machine" in data else []
     lines += [
-        "| artifact | recipe | ONNX GB | plan GB | plan / spec §8.4 weights | plan / ONNX weights "
+        "| artifact | recipe | ONNX GB | plan GB | plan / docs/MODEL.md §8.4 weights | plan / ONNX weights "
         "| export s (trace s) | export peak RSS GiB "
         "| build s | build peak RSS GiB |",
         "|---|---|---|---|---|---|---|---|---|---|",

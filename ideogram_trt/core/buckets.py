@@ -1,6 +1,6 @@
-"""Resolution buckets (DESIGN.md §6): a bucket is an image size (height, width) an engine set was built for.
+"""Resolution buckets (docs/ARCHITECTURE.md §6): a bucket is an image size (height, width) an engine set was built for.
 
-Sides are multiples of 16 (8x VAE downsampling times the 2x2 patch), 256–2048, aspect at most 6:1 (spec §5.6).
+Sides are multiples of 16 (8x VAE downsampling times the 2x2 patch), 256–2048, aspect at most 6:1 (docs/MODEL.md §5.6).
 Per bucket the image-token count N is fixed; text length varies inside the engines' profiles.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ideogram_trt.core.contracts import PIXELS_PER_TOKEN
 from ideogram_trt.core.errors import InputError
 
-MIN_SIDE, MAX_SIDE, MAX_ASPECT = 256, 2048, 6.0  # spec §5.6
+MIN_SIDE, MAX_SIDE, MAX_ASPECT = 256, 2048, 6.0  # docs/MODEL.md §5.6
 
 
 @dataclass(frozen=True, order=True)

@@ -1,4 +1,4 @@
-"""Engine I/O contracts (DESIGN.md §4): the names, dtypes and shapes every stage uses for the four engines.
+"""Engine I/O contracts (docs/ARCHITECTURE.md §4): the names, dtypes and shapes every stage uses for the four engines.
 
 Dimension symbols: ``B`` batch, ``T`` text tokens, ``N`` image tokens (= H/16 · W/16), ``GH``/``GW`` the token
 grid, ``H``/``W`` pixels, ``C`` latent channels per token (128 in the release), ``D`` DiT hidden size (4608),
@@ -10,14 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-
-
-class Component(str, Enum):
-    TEXT_ENCODER = "text_encoder"
-    DIT_COND = "dit_cond"
-    DIT_UNCOND = "dit_uncond"
-    VAE_DECODER = "vae_decoder"
-    SAMPLER = "sampler"  # TensorRT sets only: the CFG blend + Euler update, so latents never leave the GPU
 
 
 class DType(str, Enum):
@@ -35,7 +27,6 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class EngineContract:
-    component: Component
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
 
@@ -66,20 +57,18 @@ STEP = "step"
 LATENTS_NEXT = "latents_next"
 
 TEXT_ENCODER = EngineContract(
-    Component.TEXT_ENCODER,
     inputs=(
         TensorSpec(INPUT_IDS, DType.INT32, ("B", "T")),
         TensorSpec(ATTENTION_MASK, DType.INT32, ("B", "T")),  # left padding, 1 on real tokens
     ),
-    # Ends with the conditional DiT's llm_cond_norm + llm_cond_proj (spec §4.9): the 53,248-wide features
+    # Ends with the conditional DiT's llm_cond_norm + llm_cond_proj (docs/MODEL.md §4.9): the 53,248-wide features
     # never leave the engine; padded rows are zero.
     outputs=(TensorSpec(TEXT_HIDDEN, DType.COMPUTE, ("B", "T", "D")),),
 )
 
 # A single prompt (or prompts of one length) runs at its exact text length without a mask: no padding, and the
-# attention kernel runs 2.2-2.8x faster unmasked on the H100 (DESIGN.md §4).
+# attention kernel runs 2.2-2.8x faster unmasked on the H100 (docs/ARCHITECTURE.md §4).
 DIT_COND = EngineContract(
-    Component.DIT_COND,
     inputs=(
         TensorSpec(LATENTS, DType.FLOAT32, ("B", "N", "C")),
         TensorSpec(TEXT_HIDDEN, DType.COMPUTE, ("B", "T", "D")),
@@ -93,7 +82,6 @@ DIT_COND = EngineContract(
 # Prompts of different lengths batched together: text left-padded to T, a key-padding mask, and RoPE tables per
 # row (each row's text-to-image distances depend on its own length; see core.rope.padded_sequence_positions).
 DIT_COND_MASKED = EngineContract(
-    Component.DIT_COND,
     inputs=(
         TensorSpec(LATENTS, DType.FLOAT32, ("B", "N", "C")),
         TensorSpec(TEXT_HIDDEN, DType.COMPUTE, ("B", "T", "D")),
@@ -106,7 +94,6 @@ DIT_COND_MASKED = EngineContract(
 )
 
 DIT_UNCOND = EngineContract(
-    Component.DIT_UNCOND,
     inputs=(
         TensorSpec(LATENTS, DType.FLOAT32, ("B", "N", "C")),
         TensorSpec(TIMESTEP, DType.FLOAT32, ("B",)),
@@ -119,12 +106,21 @@ DIT_UNCOND = EngineContract(
 # The latents arrive on their token grid: [B, N, C] and [B, GH, GW, C] are the same memory (tokens are
 # row-major), and the grid is what tells 1152x896 from 896x1152, which share N.
 VAE_DECODER = EngineContract(
-    Component.VAE_DECODER,
     inputs=(TensorSpec(LATENTS, DType.FLOAT32, ("B", "GH", "GW", "C")),),
     outputs=(TensorSpec(IMAGE, DType.FLOAT32, ("B", "H", "W", "3")),),  # in [0, 1]
 )
 
-CONTRACTS: dict[Component, EngineContract] = {c.component: c for c in (TEXT_ENCODER, DIT_COND, DIT_UNCOND, VAE_DECODER)}
+# TensorRT sets only: one step's CFG blend and Euler update on the GPU, so latents never leave it.
+SAMPLER = EngineContract(
+    inputs=(
+        TensorSpec(LATENTS, DType.FLOAT32, ("B", "N", "C")),
+        TensorSpec(VELOCITY_COND, DType.FLOAT32, ("B", "N", "C")),
+        TensorSpec(VELOCITY_UNCOND, DType.FLOAT32, ("B", "N", "C")),
+        TensorSpec(GUIDANCE, DType.FLOAT32, ("1",)),
+        TensorSpec(STEP, DType.FLOAT32, ("1",)),
+    ),
+    outputs=(TensorSpec(LATENTS_NEXT, DType.FLOAT32, ("B", "N", "C")),),
+)
 
-# spec §5.6, §6: 8x VAE downsampling times the 2x2 patch.
+# docs/MODEL.md §5.6, §6: 8x VAE downsampling times the 2x2 patch.
 PIXELS_PER_TOKEN = 16

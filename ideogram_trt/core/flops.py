@@ -1,10 +1,10 @@
-"""FLOPs per request stage for the release model (spec §9) and the time floor they set on a card.
+"""FLOPs per request stage for the release model (docs/MODEL.md §9) and the time floor they set on a card.
 
 DiT forward, d = 4608, f = 12288, 34 layers, sequence L (cond: T + N, uncond: N), R rows through the text
-projection (zero here: it runs once per prompt in the text encoder, spec §4.9):
+projection (zero here: it runs once per prompt in the text encoder, docs/MODEL.md §4.9):
     F(L) = 34·[L·(8d² + 6df) + 4·L²·d] + R·2·53248·d + L·(2·128·d + 2·d·128)
-Text encoder: 2 · 6.946e9 per token for the linears (spec §3.3), causal attention 2·T²·4096 per layer, plus the
-text projection 2·53248·4608 per token. VAE decoder: fitted to spec §6's FlopCounter figures (10.48 TFLOP at
+Text encoder: 2 · 6.946e9 per token for the linears (docs/MODEL.md §3.3), causal attention 2·T²·4096 per layer, plus the
+text projection 2·53248·4608 per token. VAE decoder: fitted to docs/MODEL.md §6's FlopCounter figures (10.48 TFLOP at
 1024², 48.50 at 2048²) as a·P + b·P², P = pixels / 1024².
 """
 
@@ -27,7 +27,7 @@ class Card:
     bf16_tflops: float
 
 
-# Dense GEMM rates measured on one H100 80GB HBM3 (DESIGN.md §10, research/baselines.md).
+# Dense GEMM rates measured on one H100 80GB HBM3 (docs/ARCHITECTURE.md §10, research/baselines.md).
 CARDS = {"h100": Card("NVIDIA H100 80GB HBM3 (measured GEMM rates)", 1347.0, 777.0)}
 
 

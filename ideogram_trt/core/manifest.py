@@ -1,5 +1,5 @@
-"""The engine-set manifest (DESIGN.md §7): what was built, from what, for which GPU, runtime and sizes — and the
-check that refuses to run a plan anywhere else.
+"""The engine-set manifest (docs/ARCHITECTURE.md §7): what was built, from what, for which GPU, runtime and sizes —
+and the check that refuses to run a plan anywhere else.
 
 An engine set is a directory: ``manifest.json``, the plans (or, for ONNX Runtime, the graphs) it names, and the
 checkpoint's tokenizer. Everything a runtime needs to run it without the checkpoint or PyTorch is here: engine
@@ -17,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from ideogram_trt.core.buckets import Bucket, nearest
+from ideogram_trt.core.components import Component
 from ideogram_trt.core.digest import file_digest
 from ideogram_trt.core.errors import IdeogramTrtError
 from ideogram_trt.core.files import atomic_write, resolve_inside
 from ideogram_trt.core.gpu import GpuInfo, visible_gpus
+from ideogram_trt.core.records import Fields, TensorEntry, find_tensor
+from ideogram_trt.core.sidecar import Rope
 from ideogram_trt.core.tokenization import MAX_TEXT_TOKENS
 
 # 2: external data files and tokenizer files are hashed, every field is validated on load.
@@ -81,16 +84,16 @@ class FileRecord:
 
 @dataclass(frozen=True)
 class EngineEntry:
-    name: str  # "dit_cond", or "dit_cond@1024x1024" for one plan per bucket
-    graph: str  # the engine contract: text_encoder, dit_cond, dit_cond_masked, dit_uncond, vae_decoder
+    name: str  # the component's name, or NAME@HxW for one plan per bucket
+    graph: Component
     file: str  # relative to the engine set
     sha256: str
     bytes: int
     key: str  # hash of everything the plan depends on: graph, profiles, runtime, targets, builder settings
     buckets: list[str]  # the buckets this entry serves; empty = all (the text encoder)
     profiles: list[ProfileEntry]
-    inputs: list[dict[str, Any]]
-    outputs: list[dict[str, Any]]
+    inputs: list[TensorEntry]
+    outputs: list[TensorEntry]
     onnx_sha256: str
     build: BuildReport | None = None
     external_data: FileRecord | None = None  # an ONNX Runtime graph's weights file, read with the graph
@@ -101,11 +104,39 @@ class EngineEntry:
         own = FileRecord(self.file, self.sha256, self.bytes)
         return [own] if self.external_data is None else [own, self.external_data]
 
+    def input(self, name: str) -> TensorEntry:
+        return find_tensor(self.inputs, name)
+
+    def output(self, name: str) -> TensorEntry:
+        return find_tensor(self.outputs, name)
+
     def profile_for(self, bucket: str) -> ProfileEntry:
         for profile in self.profiles:
             if profile.bucket in (None, bucket):
                 return profile
         raise EngineSetError(f"engine {self.name} has no profile for bucket {bucket}")
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the host side computes with, taken from the export: RoPE tables, latent and text widths."""
+
+    has_unconditional: bool
+    latent_channels: int | None = None
+    rope: Rope | None = None
+    hidden_size: int | None = None
+    opset: int | None = None  # of the exported graphs
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"has_unconditional": self.has_unconditional}
+        if self.latent_channels is not None:
+            body["latent_channels"] = self.latent_channels
+        if self.rope is not None:
+            body["rope"] = {"inv_freq": self.rope.inv_freq, "mrope_section": self.rope.mrope_section}
+        if self.hidden_size is not None:
+            body["hidden_size"] = self.hidden_size
+        body["opset"] = self.opset
+        return body
 
 
 @dataclass(frozen=True)
@@ -121,7 +152,7 @@ class Manifest:
     buckets: list[str]
     max_batch: int
     max_text_tokens: int
-    model: dict[str, Any]  # latent_channels, hidden_size, rope {inv_freq, mrope_section}, has_unconditional
+    model: ModelFacts
     tokenizer: str
     engines: dict[str, EngineEntry]
     tokenizer_files: list[FileRecord] = field(default_factory=list)  # paths relative to the tokenizer folder
@@ -133,17 +164,23 @@ class Manifest:
     def bucket_objects(self) -> list[Bucket]:
         return [Bucket.parse(b) for b in self.buckets]
 
-    def engine_for(self, graph: str, bucket: str | None = None) -> EngineEntry:
+    def engine_for(self, graph: Component, bucket: str | None = None) -> EngineEntry:
         for entry in self.engines.values():
-            if entry.graph == graph and (not entry.buckets or bucket is None or bucket in entry.buckets):
+            if entry.graph is graph and (not entry.buckets or bucket is None or bucket in entry.buckets):
                 return entry
-        raise EngineSetError(f"this engine set has no {graph} engine" + (f" for {bucket}" if bucket else ""))
+        raise EngineSetError(f"this engine set has no {graph.value} engine" + (f" for {bucket}" if bucket else ""))
+
+    def has(self, graph: Component) -> bool:
+        return any(entry.graph is graph for entry in self.engines.values())
 
     # --- JSON ---------------------------------------------------------------------------------------------------
 
     def to_json(self) -> str:
         body = asdict(self)
         body["flavor"] = self.flavor.value
+        body["model"] = self.model.to_json()
+        for name, entry in self.engines.items():
+            body["engines"][name]["graph"] = entry.graph.value
         return json.dumps(body, indent=1) + "\n"
 
     def save(self, root: Path) -> None:
@@ -176,7 +213,7 @@ class Manifest:
                 f"{path}: manifest schema {body.get('schema')!r}, this ideogram-trt reads {SCHEMA_VERSION}: "
                 "rebuild the engine set with this version"
             )
-        manifest = _parse_manifest(body, _Fields(path))
+        manifest = _parse_manifest(body, _fields(path))
         _check_paths(root, manifest, path)
         return manifest
 
@@ -184,60 +221,16 @@ class Manifest:
 # --- validation of a loaded manifest ------------------------------------------------------------------------------
 
 
-class _Fields:
-    """Typed reads of JSON fields; a wrong type or range is refused naming the field (``engines.dit_cond.bytes``)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def fail(self, where: str, problem: str) -> EngineSetError:
-        return EngineSetError(f"{self.path}: field {where!r} {problem}; rebuild the engine set")
-
-    def get(self, raw: object, key: str, kind: type | tuple[type, ...], where: str, optional: bool = False) -> Any:
-        if not isinstance(raw, dict):
-            raise self.fail(where, "must be an object")
-        name = f"{where}.{key}".lstrip(".")
-        if key not in raw:
-            if optional:
-                return None
-            raise self.fail(name, "is missing")
-        value = raw[key]
-        if value is None and optional:
-            return None
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-            expected = " or ".join(k.__name__ for k in kinds)
-            raise self.fail(name, f"must be {expected}, got {value!r:.60}")
-        return value
-
-    def count(self, raw: object, key: str, where: str, low: int, high: int) -> int:
-        value = int(self.get(raw, key, int, where))
-        if not low <= value <= high:
-            raise self.fail(f"{where}.{key}".lstrip("."), f"must be in [{low}, {high}], got {value}")
-        return value
-
-    def strings(self, raw: object, key: str, where: str) -> list[str]:
-        values = self.get(raw, key, list, where)
-        if not all(isinstance(v, str) for v in values):
-            raise self.fail(f"{where}.{key}".lstrip("."), "must be a list of strings")
-        return list(values)
-
-    def ints(self, value: object, where: str) -> list[int]:
-        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise self.fail(where, "must be a list of integers")
-        if any(v < 0 for v in value):
-            raise self.fail(where, "must not hold negative sizes")
-        return list(value)
-
-    def record(self, raw: object, where: str) -> FileRecord:
-        return FileRecord(
-            self.get(raw, "file", str, where),
-            self.get(raw, "sha256", str, where),
-            self.count(raw, "bytes", where, 0, 1 << 50),
-        )
+def _fields(path: Path) -> Fields:
+    return Fields(path, EngineSetError, "rebuild the engine set")
 
 
-def _parse_manifest(body: dict[str, Any], f: _Fields) -> Manifest:
+def _record(f: Fields, raw: object, where: str) -> FileRecord:
+    return FileRecord(f.get(raw, "file", str, where), f.get(raw, "sha256", str, where),
+                      f.count(raw, "bytes", where, 0, 1 << 50))  # fmt: skip
+
+
+def _parse_manifest(body: dict[str, Any], f: Fields) -> Manifest:
     for key in sorted(set(body) - {x.name for x in fields(Manifest)}):
         raise f.fail(key, "is not a manifest field (a newer ideogram-trt wrote this set?)")
     try:
@@ -271,19 +264,20 @@ def _parse_manifest(body: dict[str, Any], f: _Fields) -> Manifest:
         model=_parse_model(f.get(body, "model", dict, ""), f),
         tokenizer=f.get(body, "tokenizer", str, ""),
         engines={name: _parse_engine(raw, f"engines.{name}", f, buckets) for name, raw in engines_raw.items()},
-        tokenizer_files=[f.record(r, f"tokenizer_files.{i}") for i, r in enumerate(tokenizer_files)],
+        tokenizer_files=[_record(f, r, f"tokenizer_files.{i}") for i, r in enumerate(tokenizer_files)],
         builder=f.get(body, "builder", dict, ""),
         created_by=f.get(body, "created_by", str, ""),
         schema=f.get(body, "schema", int, ""),
     )
 
 
-def _parse_model(raw: dict[str, Any], f: _Fields) -> dict[str, Any]:
-    f.get(raw, "has_unconditional", bool, "model")
-    for key in ("latent_channels", "hidden_size"):
-        if key in raw:
-            f.count(raw, key, "model", 1, 1 << 16)
+def _parse_model(raw: dict[str, Any], f: Fields) -> ModelFacts:
+    for key in sorted(set(raw) - {x.name for x in fields(ModelFacts)}):
+        raise f.fail(f"model.{key}", "is not a model fact (a newer ideogram-trt wrote this set?)")
+    sizes = {key: f.count(raw, key, "model", 1, 1 << 16) if key in raw else None
+             for key in ("latent_channels", "hidden_size")}  # fmt: skip
     rope = f.get(raw, "rope", dict, "model", optional=True)
+    facts = None
     if rope is not None:
         inv_freq = f.get(rope, "inv_freq", list, "model.rope")
         if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in inv_freq):
@@ -291,10 +285,12 @@ def _parse_model(raw: dict[str, Any], f: _Fields) -> dict[str, Any]:
         section = f.ints(f.get(rope, "mrope_section", list, "model.rope"), "model.rope.mrope_section")
         if len(section) != 3 or 3 * max(section[1:]) > len(inv_freq):
             raise f.fail("model.rope.mrope_section", f"{section} does not fit {len(inv_freq)} frequencies")
-    return raw
+        facts = Rope(inv_freq, section)
+    return ModelFacts(f.get(raw, "has_unconditional", bool, "model"), sizes["latent_channels"], facts,
+                      sizes["hidden_size"], f.get(raw, "opset", int, "model", optional=True))  # fmt: skip
 
 
-def _parse_engine(raw: object, where: str, f: _Fields, buckets: list[str]) -> EngineEntry:
+def _parse_engine(raw: object, where: str, f: Fields, buckets: list[str]) -> EngineEntry:
     profiles = []
     for i, p in enumerate(f.get(raw, "profiles", list, where)):
         at = f"{where}.profiles.{i}"
@@ -316,22 +312,21 @@ def _parse_engine(raw: object, where: str, f: _Fields, buckets: list[str]) -> En
     entry_buckets = f.strings(raw, "buckets", where)
     if unknown := sorted(set(entry_buckets) - set(buckets)):
         raise f.fail(f"{where}.buckets", f"names {', '.join(unknown)}, not in the set's buckets")
-    for key in ("inputs", "outputs"):
-        for i, io in enumerate(f.get(raw, key, list, where)):
-            f.get(io, "name", str, f"{where}.{key}.{i}")
-            f.get(io, "dtype", str, f"{where}.{key}.{i}")
-            f.get(io, "shape", list, f"{where}.{key}.{i}")
+    try:
+        graph = Component(f.get(raw, "graph", str, where))
+    except ValueError:
+        raise f.fail(f"{where}.graph", f"must be one of {', '.join(c.value for c in Component)}") from None
     return EngineEntry(
         name=f.get(raw, "name", str, where),
-        graph=f.get(raw, "graph", str, where),
+        graph=graph,
         file=f.get(raw, "file", str, where),
         sha256=f.get(raw, "sha256", str, where),
         bytes=f.count(raw, "bytes", where, 0, 1 << 50),
         key=f.get(raw, "key", str, where),
         buckets=entry_buckets,
         profiles=profiles,
-        inputs=f.get(raw, "inputs", list, where),
-        outputs=f.get(raw, "outputs", list, where),
+        inputs=f.tensors(raw, "inputs", where),
+        outputs=f.tensors(raw, "outputs", where),
         onnx_sha256=f.get(raw, "onnx_sha256", str, where),
         build=None
         if build is None
@@ -341,7 +336,7 @@ def _parse_engine(raw: object, where: str, f: _Fields, buckets: list[str]) -> En
             f.count(build, "plan_bytes", f"{where}.build", 0, 1 << 60),
             f.count(build, "weights_bytes", f"{where}.build", 0, 1 << 60),
         ),
-        external_data=None if data is None else f.record(data, f"{where}.external_data"),
+        external_data=None if data is None else _record(f, data, f"{where}.external_data"),
     )
 
 
@@ -455,22 +450,21 @@ def structure_problems(root: Path, manifest: Manifest) -> list[str]:
 
     rebuild = f"rebuild with `ideogram-trt build-engines --out {root}`"
     problems = []
-    graphs = {e.graph for e in manifest.engines.values()}
-    needed = ["text_encoder", "dit_cond", "vae_decoder"]
-    if manifest.model.get("has_unconditional"):
-        needed.append("dit_uncond")
+    needed = [Component.TEXT_ENCODER, Component.DIT_COND, Component.VAE_DECODER]
+    if manifest.model.has_unconditional:
+        needed.append(Component.DIT_UNCOND)
     if manifest.flavor.is_tensorrt:
-        needed.append("sampler")
+        needed.append(Component.SAMPLER)
     for graph in needed:
-        if graph not in graphs:
-            problems.append(f"this engine set has no {graph} engine, which generating needs; {rebuild}")
-    per_bucket = [e for e in manifest.engines.values() if e.graph != "text_encoder"]
+        if not manifest.has(graph):
+            problems.append(f"this engine set has no {graph.value} engine, which generating needs; {rebuild}")
+    per_bucket = [e for e in manifest.engines.values() if e.graph.spec.per_bucket]
     for name in manifest.buckets:
-        for graph in sorted({e.graph for e in per_bucket}):
-            serving = [e for e in per_bucket if e.graph == graph and (not e.buckets or name in e.buckets)]
+        for graph in sorted({e.graph for e in per_bucket}, key=lambda g: g.value):
+            serving = [e for e in per_bucket if e.graph is graph and (not e.buckets or name in e.buckets)]
             if not serving or not any(p.bucket in (None, name) for p in serving[0].profiles):
-                problems.append(f"bucket {name} has no {graph} profile in this engine set; {rebuild}")
-    if "latent_channels" not in manifest.model and "dit_cond" in graphs:
+                problems.append(f"bucket {name} has no {graph.value} profile in this engine set; {rebuild}")
+    if manifest.model.latent_channels is None and manifest.has(Component.DIT_COND):
         problems.append(f"the manifest's model facts lack latent_channels; {rebuild}")
     if not manifest.tokenizer:
         problems.append(f"this engine set has no tokenizer; {rebuild} with the text_encoder component")

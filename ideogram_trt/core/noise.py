@@ -1,4 +1,4 @@
-"""Seeded initial noise in the packed token layout [B, N, C] (spec §5.7).
+"""Seeded initial noise in the packed token layout [B, N, C] (docs/MODEL.md §5.7).
 
 Image ``i`` of a request with seed ``s`` is drawn from its own stream, ``numpy.random.Generator(PCG64(s + i))``,
 ``standard_normal`` in float32, row-major over (token, channel). numpy guarantees this stream is the same on

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ideogram_trt.core.errors import InputError
 
-# A prompt is at most 2048 tokens (spec §3.2), a few KB of text; 10 000 prompts or 64 MiB is far more than one
+# A prompt is at most 2048 tokens (docs/MODEL.md §3.2), a few KB of text; 10 000 prompts or 64 MiB is far more than one
 # run of `generate` or `calibrate` uses, and small enough to hold in memory. Anything bigger is a wrong file.
 MAX_PROMPT_FILE_BYTES = 64 * 2**20
 MAX_PROMPT_FILE_LINES = 10_000

@@ -1,7 +1,8 @@
-"""Host-side multi-axis RoPE tables for the DiT engines (spec §4.4, §4.7).
+"""Host-side multi-axis RoPE tables for the DiT engines (docs/MODEL.md §4.4, §4.7).
 
 Positions and angles stay float32 on the host: image positions start at 65536, which bf16 collapses and fp16
-overflows (spec §4.7). The engines take ``rope_cos``/``rope_sin`` as inputs and cast them to their compute dtype.
+overflows (docs/MODEL.md §4.7). The engines take ``rope_cos``/``rope_sin`` as inputs and cast them to their
+compute dtype.
 
 ``inv_freq`` is an argument, not recomputed here: ``1/θ^(2j/d)`` evaluated by numpy and by torch differs in the
 last bit for some j, and at position 65536 one bit of inv_freq moves the angle by up to 4e-3 rad. The exporter
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-IMAGE_POSITION_OFFSET = 65536  # spec §4.4: image grid coordinates never collide with text positions
+IMAGE_POSITION_OFFSET = 65536  # docs/MODEL.md §4.4: image grid coordinates never collide with text positions
 
 
 def default_inv_freq(head_dim: int, theta: float) -> np.ndarray:
@@ -24,7 +25,7 @@ def default_inv_freq(head_dim: int, theta: float) -> np.ndarray:
 
 
 def frequency_axes(num_frequencies: int, mrope_section: Sequence[int]) -> np.ndarray:
-    """Which position axis (0 = t, 1 = h, 2 = w) drives each frequency under interleaved MRoPE (spec §4.7).
+    """Which position axis (0 = t, 1 = h, 2 = w) drives each frequency under interleaved MRoPE (docs/MODEL.md §4.7).
 
     Frequencies 1, 4, 7, … (the first ``mrope_section[1]``) take h, 2, 5, 8, … (the first ``mrope_section[2]``)
     take w, every other one takes t.
@@ -72,7 +73,7 @@ def padded_sequence_positions(lengths: Sequence[int], text_tokens: int, grid_h: 
 def rope_tables(
     positions: np.ndarray, inv_freq: np.ndarray, mrope_section: Sequence[int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """cos and sin, float32 [..., 2·len(inv_freq)], of the interleaved MRoPE angles (spec §4.7).
+    """cos and sin, float32 [..., 2·len(inv_freq)], of the interleaved MRoPE angles (docs/MODEL.md §4.7).
 
     angle[..., j] = float32(position[..., axis(j)]) · inv_freq[j] in float32, exactly as the reference forms it
     (a single rounding of the product); the table is the angles repeated twice, as rotate_half expects.

@@ -1,4 +1,10 @@
-"""The LogitNormal Euler loop with asymmetric CFG (spec §5.2–5.3), written once for every backend.
+"""The LogitNormal Euler loop with asymmetric CFG (docs/MODEL.md §5.2–5.3): the one definition of a sampling step.
+
+``steps`` says what each step does (its time, guidance, step size, and whether the unconditional DiT runs),
+``euler_update`` is the update itself. The host loop (``denoise``: ONNX Runtime and PyTorch) is written with
+both; the TensorRT backend walks ``steps`` and runs the update as the sampler engine, whose ONNX graph
+(``engines.sampler``) performs ``euler_update``'s operations in the same order — tests/test_sampling.py checks
+the three agree on random inputs.
 
 Latents, velocities, the guidance blend and the update stay float32 (sglang: "wrapping the full loop in bf16
 autocast collapses latent variance"). The velocity functions are the engines (or PyTorch modules); they may take
@@ -7,7 +13,8 @@ any array type that supports ``+``, ``*`` and ``-`` (numpy arrays, torch tensors
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from ideogram_trt.core.schedule import Schedule
@@ -26,11 +33,34 @@ VelocityFn = Callable[[A, float], A]
 StepCallback = Callable[[int, A], None]
 
 
+@dataclass(frozen=True)
+class Step:
+    index: int
+    t: float  # model time of the step (float32 value)
+    guidance: float
+    dt: float  # s - t, to the next step's time
+
+    @property
+    def needs_uncond(self) -> bool:
+        """Guidance 1 blends to v_cond alone: the unconditional DiT is skipped."""
+        return self.guidance != 1.0
+
+
+def steps(schedule: Schedule) -> Iterator[Step]:
+    for j in range(schedule.steps):
+        yield Step(j, float(schedule.t[j]), float(schedule.guidance[j]), float(schedule.dt[j]))
+
+
 def guided_velocity(v_cond: A, v_uncond: A | None, guidance: float) -> A:
     """v = g·v_cond + (1 − g)·v_uncond; with g = 1 (or no unconditional DiT) v = v_cond."""
     if v_uncond is None or guidance == 1.0:
         return v_cond
     return guidance * v_cond + (1.0 - guidance) * v_uncond  # type: ignore[return-value]
+
+
+def euler_update(z: A, v_cond: A, v_uncond: A | None, guidance: float, dt: float) -> A:
+    """z + v·dt with v the guided velocity: the order of operations the sampler graph repeats."""
+    return z + guided_velocity(v_cond, v_uncond, guidance) * dt  # type: ignore[return-value]
 
 
 def denoise(
@@ -44,11 +74,10 @@ def denoise(
     if uncond is None and any(g != 1.0 for g in schedule.guidance.tolist()):
         raise ValueError("this schedule uses guidance != 1, which needs the unconditional DiT")
     z = latents
-    for j in range(schedule.steps):
-        t, g, dt = float(schedule.t[j]), float(schedule.guidance[j]), float(schedule.dt[j])
-        v_cond = cond(z, t)
-        v_uncond = uncond(z, t) if (uncond is not None and g != 1.0) else None
-        z = z + guided_velocity(v_cond, v_uncond, g) * dt  # type: ignore[assignment]
+    for step in steps(schedule):
+        v_cond = cond(z, step.t)
+        v_uncond = uncond(z, step.t) if (uncond is not None and step.needs_uncond) else None
+        z = euler_update(z, v_cond, v_uncond, step.guidance, step.dt)
         if on_step is not None:
-            on_step(j, z)
+            on_step(step.index, z)
     return z

@@ -1,8 +1,8 @@
-"""LogitNormal flow-matching schedule and the Ideogram 4 presets (spec §5).
+"""LogitNormal flow-matching schedule and the Ideogram 4 presets (docs/MODEL.md §5).
 
 Model time t runs from 0 (noise) to 1 (clean). The schedule is computed in float64 on the host and handed to
 the loop as float32, as every reference does; guidance weights are stored in chronological order (index 0 is
-the first, noisiest step), the diffusers convention (spec §5.3; the official tables are in loop-index order).
+the first, noisiest step), the diffusers convention (docs/MODEL.md §5.3; the official tables are in loop-index order).
 """
 
 from __future__ import annotations
@@ -16,18 +16,18 @@ import numpy as np
 
 from ideogram_trt.core.errors import InputError
 
-# spec §5.1: the schedule is clamped to the log-SNR range [-15, 18].
+# docs/MODEL.md §5.1: the schedule is clamped to the log-SNR range [-15, 18].
 LOGSNR_MIN = -15.0
 LOGSNR_MAX = 18.0
 T_MIN = 1.0 / (1.0 + math.exp(0.5 * LOGSNR_MAX))  # 1.2339458e-4, the noise end
 T_MAX = 1.0 / (1.0 + math.exp(0.5 * LOGSNR_MIN))  # 0.99944722, the clean end
 
-# spec §5.1: the mean shifts by half the log pixel ratio against this resolution.
+# docs/MODEL.md §5.1: the mean shifts by half the log pixel ratio against this resolution.
 KNOWN_RESOLUTION = (512, 512)
 
 
 class Terminal(str, Enum):
-    """Where the last Euler step lands (spec §5.2, §10 difference 4)."""
+    """Where the last Euler step lands (docs/MODEL.md §5.2, §10 difference 4)."""
 
     T_MAX = "t_max"  # official code, sglang, mflux: the clamped schedule end, t = 0.99944722
     ZERO = "zero"  # diffusers and ComfyUI: integrate to t = 1 (sigma = 0); the last step is 5.53e-4 longer
@@ -65,7 +65,7 @@ class Preset:
 
 
 def _guidance(main: int, polish: int) -> tuple[float, ...]:
-    # spec §5.4: gw 7 for the main steps, 3 for the final polish steps (chronological order).
+    # docs/MODEL.md §5.4: gw 7 for the main steps, 3 for the final polish steps (chronological order).
     return (7.0,) * main + (3.0,) * polish
 
 
@@ -94,7 +94,7 @@ def get_preset(name: str | PresetName) -> Preset:
 
 
 def resolution_mean(mu: float, height: int, width: int) -> float:
-    """spec §5.1 get_schedule_for_resolution: mean = mu + 0.5·ln(H·W / 512²)."""
+    """docs/MODEL.md §5.1 get_schedule_for_resolution: mean = mu + 0.5·ln(H·W / 512²)."""
     return mu + 0.5 * math.log((height * width) / (KNOWN_RESOLUTION[0] * KNOWN_RESOLUTION[1]))
 
 
@@ -115,7 +115,8 @@ class Schedule:
 
     All float32 arrays of length ``steps``; the loop is ``z += v · dt[j]`` with ``v = g·v_cond + (1−g)·v_uncond``.
     ``t`` is fed to every DiT as float32: a bf16 DiT rounds it to bf16 itself, inside the graph, as every reference
-    does (spec §5.2; test_tensorrt_build.py checks the exported graphs against spec §5.5's bf16 column).
+    does (docs/MODEL.md §5.2; test_tensorrt_build.py checks the exported graphs against docs/MODEL.md §5.5's bf16
+    column).
     """
 
     t: np.ndarray
@@ -138,14 +139,14 @@ def logit_normal_schedule(
     guidance: tuple[float, ...] | list[float],
     terminal: Terminal = DEFAULT_TERMINAL,
 ) -> Schedule:
-    """The resolution-aware LogitNormal schedule of spec §5.1–5.2 for one image size."""
+    """The resolution-aware LogitNormal schedule of docs/MODEL.md §5.1–5.2 for one image size."""
     if steps < 1:
         raise InputError(f"steps must be at least 1, got {steps}")
     if len(guidance) != steps:
         raise InputError(f"guidance schedule has {len(guidance)} values for {steps} steps: give one per step")
     mean = resolution_mean(mu, height, width)
-    # The official sampler's step grid is a float32 linspace (spec §5.1, make_step_intervals); the golden
-    # table of spec §5.5 is reproduced exactly with it, while diffusers' float64 grid moves t by up to 6e-8.
+    # The official sampler's step grid is a float32 linspace (docs/MODEL.md §5.1, make_step_intervals); the golden
+    # table of docs/MODEL.md §5.5 is reproduced exactly with it, while diffusers' float64 grid moves t by up to 6e-8.
     grid = np.linspace(0.0, 1.0, steps + 1, dtype=np.float32).astype(np.float64)
     # values[k] decreases in k, so chronological step j runs from values[S-j] to values[S-1-j].
     values = np.array([_schedule_value(float(u), mean, std) for u in grid], dtype=np.float64)

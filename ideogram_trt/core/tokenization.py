@@ -1,4 +1,4 @@
-"""Prompt → token ids exactly as the reference pipelines do it (spec §3.2), without transformers.
+"""Prompt → token ids exactly as the reference pipelines do it (docs/MODEL.md §3.2), without transformers.
 
 Each prompt is wrapped in the checkpoint's own chat template (one user turn, generation prompt, no system
 message), tokenized with ``add_special_tokens=False``, refused above 2048 tokens (never truncated), and a batch
@@ -18,7 +18,7 @@ from tokenizers import Tokenizer
 
 from ideogram_trt.core.errors import CheckpointError, InputError
 
-MAX_TEXT_TOKENS = 2048  # spec §3.2: every reference refuses longer prompts
+MAX_TEXT_TOKENS = 2048  # docs/MODEL.md §3.2: every reference refuses longer prompts
 # A prompt's UTF-8 length is checked before anything renders or tokenizes it, so a huge one (a 16 MB request to
 # Triton) is refused in microseconds instead of being tokenized first. The bound is generous, never tight: one
 # token covers at most MAX_TOKEN_BYTES bytes of text (byte-level BPE vocabularies such as Qwen2's stay well under

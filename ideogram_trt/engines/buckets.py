@@ -8,7 +8,7 @@ from pathlib import Path
 from ideogram_trt.core.buckets import Bucket
 from ideogram_trt.core.errors import InputError
 
-# The 1024² family, then the sizes spec §5.6 lists (named by their size).
+# The 1024² family, then the sizes docs/MODEL.md §5.6 lists (named by their size).
 DEFAULT_BUCKETS: dict[str, Bucket] = {
     b.name: b
     for b in (

@@ -21,7 +21,6 @@ our own temporaries of writers that are gone. Subfolders of the set that are lin
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -29,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from ideogram_trt import __version__
+from ideogram_trt.core import contracts as io
 from ideogram_trt.core.buckets import Bucket
+from ideogram_trt.core.components import DEFAULT_COMPONENTS, EXPORTED_COMPONENTS, Component
 from ideogram_trt.core.digest import file_digest, json_digest
 from ideogram_trt.core.errors import InputError
 from ideogram_trt.core.files import (
@@ -54,11 +55,13 @@ from ideogram_trt.core.manifest import (
     FileRecord,
     Flavor,
     Manifest,
+    ModelFacts,
     ProfileEntry,
     RuntimeEnv,
     ShapeRangeEntry,
 )
 from ideogram_trt.core.progress import StepBar, console
+from ideogram_trt.core.sidecar import INDEX_FILE, TOKENIZER_DIR, ExportIndex, ExportSidecar, graph_path, sidecar_path
 from ideogram_trt.core.tokenization import MAX_TEXT_TOKENS
 from ideogram_trt.engines.profiles import AxisRange, ProfileRanges, profile_for
 from ideogram_trt.engines.sampler import write_sampler
@@ -66,12 +69,9 @@ from ideogram_trt.engines.targets import Target, resolve_flavor, resolve_target
 from ideogram_trt.engines.tensorrt_adapter import BuildTarget, Profile, build_engine
 
 PLAN_FORMAT = 1  # bump when the way plans are built changes, so every key changes
-COMPONENTS = ("text_encoder", "dit_cond", "dit_uncond", "vae_decoder")
-PER_BUCKET_GRAPHS = ("dit_cond", "dit_cond_masked", "dit_uncond", "vae_decoder", "sampler")
 DEFAULT_DTYPE = {Flavor.TENSORRT: "bf16", Flavor.TENSORRT_RTX: "bf16", Flavor.ONNXRUNTIME: "fp32"}
 TYPICAL_PROMPT_TOKENS = 512  # JSON captions run a few hundred tokens: the profiles' optimum
-SIDECAR_FORMAT = 2  # the export sidecars this builder reads (export.exporter.SIDECAR_FORMAT)
-OWN_FOLDERS = ("plans", "graphs", "onnx", "sampler", "timing-cache")
+OWN_FOLDERS = ("plans", "graphs", "onnx", Component.SAMPLER.value, "timing-cache")
 # What clean-up may delete: the names _build_one and _install_tokenizer give (engine names are graph[@HxW]).
 _PLAN_NAME = re.compile(r"^[a-z_]+(@\d+x\d+)?\.[0-9a-f]{16}\.plan$")
 _GRAPH_NAME = re.compile(r"^[a-z_]+(@\d+x\d+)?\.[0-9a-f]{16}\.onnx(\.data)?$")
@@ -94,9 +94,22 @@ class BuildRequest:
     max_text_tokens: int = 2048
     timing_cache: Path | None = None
     optimization_level: int | None = None
-    components: tuple[str, ...] = COMPONENTS
+    components: tuple[Component, ...] = DEFAULT_COMPONENTS
     quantize_attention: bool = False
     quantize_text_encoder: bool = False
+    # What shapes the files of the export made from ``model`` (export.exporter.ExportOptions; unused with ``onnx``).
+    excluded: tuple[str, ...] = ()
+    opset: int = 21  # core.recipes.DEFAULT_OPSET
+    external_data: str = "auto"
+
+    def __post_init__(self) -> None:
+        # Callers of the Python API may name components as strings; every stage after this one reads the enum.
+        try:
+            components = tuple(Component(c) for c in self.components)
+        except ValueError:
+            known = ", ".join(c.value for c in EXPORTED_COMPONENTS)
+            raise InputError(f"unknown component(s) in {list(self.components)}: use {known}") from None
+        object.__setattr__(self, "components", components)
 
 
 @dataclass
@@ -104,9 +117,9 @@ class EngineSpec:
     """One engine to build: a graph and the buckets its profiles cover."""
 
     name: str
-    graph: str
+    graph: Component
     buckets: list[Bucket]  # empty: bucket-independent (text encoder)
-    sidecar: dict[str, Any] = field(default_factory=dict)
+    sidecar: ExportSidecar
     onnx: Path = Path()
     profiles: list[tuple[Bucket | None, Profile]] = field(default_factory=list)
     key: str = ""
@@ -128,9 +141,10 @@ def _validate(request: BuildRequest) -> None:
         raise InputError(
             f"--max-text-tokens {request.max_text_tokens}: must be in [1, {MAX_TEXT_TOKENS}] (the model's prompt limit)"
         )
-    unknown = [c for c in request.components if c not in (*COMPONENTS, "dit_cond_masked")]
+    unknown = [c for c in request.components if c not in EXPORTED_COMPONENTS]
     if unknown:
-        raise InputError(f"unknown component(s) {unknown}: use {', '.join((*COMPONENTS, 'dit_cond_masked'))}")
+        names = [c.value for c in unknown]
+        raise InputError(f"unknown component(s) {names}: use {', '.join(c.value for c in EXPORTED_COMPONENTS)}")
     if not request.buckets:
         raise InputError("no buckets: pass --buckets, e.g. 1024x1024,768x1344")
 
@@ -151,41 +165,42 @@ def _prepare_export(request: BuildRequest, dtype: str) -> Path:
     """The export to build from: the given one, or ``OUT/onnx`` brought up to date with the checkpoint."""
     needed = list(request.components)
     if request.onnx is not None:
-        index = _read_index(request.onnx)
-        if (index.get("recipe"), index.get("dtype")) != (request.recipe, dtype):
+        index = ExportIndex.load(request.onnx)
+        if (index.recipe, index.dtype) != (request.recipe, dtype):
             raise InputError(
-                f"{request.onnx} holds a {index.get('recipe')}/{index.get('dtype')} export; this build needs "
+                f"{request.onnx} holds a {index.recipe}/{index.dtype} export; this build needs "
                 f"{request.recipe}/{dtype} (pass --recipe/--dtype to match, or --model to export)"
             )
-        missing = [g for g in needed if not (request.onnx / f"{g}.json").is_file()]
+        missing = [g.value for g in needed if not sidecar_path(request.onnx, g).is_file()]
         if missing:
             raise InputError(f"{request.onnx}: no {', '.join(missing)} graph; export it, or build with --model")
         for graph in needed:
-            _verify_export(request.onnx, graph, read_sidecar(request.onnx, graph))
+            _verify_export(request.onnx, ExportSidecar.load(request.onnx, graph))
         return request.onnx
 
-    from ideogram_trt.export.exporter import INDEX_FILE, ExportOptions, export
-    from ideogram_trt.export.graphs import Graph
+    from ideogram_trt.export.exporter import ExportOptions, ExternalData, export
     from ideogram_trt.export.recipes import GraphDType, Recipe, parse_enum
     from ideogram_trt.model.checkpoint import open_checkpoint
 
     assert request.model is not None
     export_dir = request.out / "onnx"
-    index_path = export_dir / INDEX_FILE
-    if index_path.is_file():
-        index = _read_json(index_path, "export index")
-        if (index.get("recipe"), index.get("dtype")) != (request.recipe, dtype):
+    if (export_dir / INDEX_FILE).is_file():
+        index = ExportIndex.load(export_dir)
+        if (index.recipe, index.dtype) != (request.recipe, dtype):
             shutil.rmtree(export_dir)  # our own cache (a real folder: owned_subdir), for another recipe or dtype
     options = ExportOptions(
-        recipe=parse_enum(Recipe, request.recipe, "recipe"),  # type: ignore[arg-type]
-        dtype=parse_enum(GraphDType, dtype, "dtype"),  # type: ignore[arg-type]
-        graphs=tuple(Graph(g) for g in needed),
+        recipe=parse_enum(Recipe, request.recipe, "recipe"),
+        dtype=parse_enum(GraphDType, dtype, "dtype"),
+        graphs=tuple(needed),
         calibration=request.calibration,
         quantize_attention=request.quantize_attention,
         quantize_text_encoder=request.quantize_text_encoder,
+        excluded=request.excluded,
+        opset=request.opset,
+        external_data=parse_enum(ExternalData, request.external_data, "--external-data mode"),
     )
     checkpoint = open_checkpoint(request.model)
-    stale = [g for g in options.graphs if not _export_is_current(export_dir, g.value, checkpoint, options)]
+    stale = [g for g in options.graphs if not _export_is_current(export_dir, g, checkpoint, options)]
     if stale:
         from dataclasses import replace
 
@@ -195,64 +210,38 @@ def _prepare_export(request: BuildRequest, dtype: str) -> Path:
     return export_dir
 
 
-def _export_is_current(export_dir: Path, graph: str, checkpoint: Any, options: Any) -> bool:
+def _export_is_current(export_dir: Path, graph: Component, checkpoint: Any, options: Any) -> bool:
     from ideogram_trt.export.calibration import Calibration
-    from ideogram_trt.export.graphs import Graph
 
-    sidecar_path = export_dir / f"{graph}.json"
-    if not sidecar_path.is_file() or not (export_dir / f"{graph}.onnx").is_file():
+    if not sidecar_path(export_dir, graph).is_file() or not graph_path(export_dir, graph).is_file():
         return False
     try:
-        sidecar = read_sidecar(export_dir, graph)
-        _verify_export(export_dir, graph, sidecar)
+        sidecar = ExportSidecar.load(export_dir, graph)
+        _verify_export(export_dir, sidecar)
     except InputError:
         return False  # our own cache, from another version or changed: export again
-    plan = options.plan(Graph(graph))
+    plan = options.plan(graph)
     calibration = None
     if plan.needs_calibration and options.calibration is not None:
         calibration = Calibration.load(options.calibration).sha256
-    recorded = sidecar.get("calibration") or {}
+    made = sidecar.provenance
     return (
-        sidecar.get("checkpoint", {}).get("fingerprint") == checkpoint.fingerprint(Graph(graph).checkpoint_parts)
-        and recorded.get("sha256") == calibration
-        and sidecar.get("options", {}).get("quantize_attention") == plan.quantize_attention
-        and sidecar.get("options", {}).get("quantize_text_encoder") == options.quantize_text_encoder
+        made is not None
+        and made.checkpoint.fingerprint == checkpoint.fingerprint(graph.spec.part_names)
+        and (None if made.calibration is None else made.calibration.sha256) == calibration
+        and made.options.quantize_attention == plan.quantize_attention
+        and made.options.quantize_text_encoder == options.quantize_text_encoder
+        and made.options.excluded == list(options.excluded)
+        and sidecar.opset == options.opset
+        and (sidecar.external_data is not None) == options.stores_external(sidecar.weights_bytes)
     )
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: unreadable {what} ({exc}); export again with `ideogram-trt export`") from None
-    if not isinstance(value, dict):
-        raise InputError(f"{path}: not an ideogram-trt {what}; export again with `ideogram-trt export`")
-    return value
-
-
-def _read_index(folder: Path) -> dict[str, Any]:
-    index = folder / "export.json"
-    if not index.is_file():
-        raise InputError(f"{folder}: not an ideogram-trt export (no export.json); export with `ideogram-trt export`")
-    return _read_json(index, "export index")
-
-
-def read_sidecar(folder: Path, graph: str) -> dict[str, Any]:
-    """The export's record of one graph (``graph.json``), refused when another sidecar format wrote it."""
-    sidecar = _read_json(folder / f"{graph}.json", "export sidecar")
-    if sidecar.get("format") != SIDECAR_FORMAT:
-        raise InputError(
-            f"{folder / (graph + '.json')}: export format {sidecar.get('format')!r}, this build reads "
-            f"{SIDECAR_FORMAT}; export again with this ideogram-trt"
-        )
-    return sidecar
-
-
-def _verify_export(folder: Path, graph: str, sidecar: dict[str, Any]) -> None:
+def _verify_export(folder: Path, sidecar: ExportSidecar) -> None:
     """The graph and its external data are the bytes the export recorded (an edited .onnx.data is refused)."""
-    files = [(folder / f"{graph}.onnx", sidecar.get("file_sha256"))]
-    if sidecar.get("external_data"):
-        files.append((folder / str(sidecar["external_data"]), sidecar.get("external_data_sha256")))
+    files: list[tuple[Path, str | None]] = [(graph_path(folder, sidecar.graph), sidecar.file_sha256)]
+    if sidecar.external_data:
+        files.append((folder / sidecar.external_data, sidecar.external_data_sha256))
     for path, expected in files:
         check_source_file(path, folder)
         if not path.is_file():
@@ -261,46 +250,42 @@ def _verify_export(folder: Path, graph: str, sidecar: dict[str, Any]) -> None:
             raise InputError(f"{path}: changed since it was exported (sha256 differs from its sidecar); export again")
 
 
-def engine_graphs(request: BuildRequest, export_dir: Path, out: Path, target: Target) -> dict[str, Path]:
-    """graph name → its folder: the export's graphs, plus the sampler for TensorRT sets that denoise."""
+def engine_graphs(request: BuildRequest, export_dir: Path, out: Path, target: Target) -> dict[Component, Path]:
+    """graph → its folder: the export's graphs, plus the sampler for TensorRT sets that denoise."""
     graphs = {g: export_dir for g in request.components}
-    if target.flavor.is_tensorrt and "dit_cond" in graphs:
-        sidecar = read_sidecar(export_dir, "dit_cond")
-        channels = next(i for i in sidecar["inputs"] if i["name"] == "latents")["shape"][-1]
-        folder = owned_subdir(out, "sampler")
+    if target.flavor.is_tensorrt and Component.DIT_COND in graphs:
+        channels = ExportSidecar.load(export_dir, Component.DIT_COND).tensor(io.LATENTS).shape[-1]
+        folder = owned_subdir(out, Component.SAMPLER.value)
         write_sampler(folder, int(channels))
-        graphs["sampler"] = folder
+        graphs[Component.SAMPLER] = folder
     return graphs
 
 
-def plan_specs(request: BuildRequest, graphs: dict[str, Path], target: Target) -> list[EngineSpec]:
+def plan_specs(request: BuildRequest, graphs: dict[Component, Path], target: Target) -> list[EngineSpec]:
     """The engines this request asks for, with their profiles and build keys."""
     text = AxisRange(1, min(TYPICAL_PROMPT_TOKENS, request.max_text_tokens), request.max_text_tokens)
     ranges = ProfileRanges(batch=AxisRange(1, 1, request.max_batch), text=text)
     specs: list[EngineSpec] = []
     for graph, export_dir in graphs.items():
-        sidecar = read_sidecar(export_dir, graph)
-        if graph not in PER_BUCKET_GRAPHS:
-            groups: list[tuple[str, list[Bucket]]] = [(graph, [])]
+        sidecar = ExportSidecar.load(export_dir, graph)
+        if not graph.spec.per_bucket:
+            groups: list[tuple[str, list[Bucket]]] = [(graph.value, [])]
         elif request.per_bucket and target.flavor.is_tensorrt:
-            groups = [(f"{graph}@{b.name}", [b]) for b in request.buckets]
+            groups = [(f"{graph.value}@{b.name}", [b]) for b in request.buckets]
         else:
-            groups = [(graph, list(request.buckets))]
+            groups = [(graph.value, list(request.buckets))]
         for name, buckets in groups:
-            spec = EngineSpec(name, graph, buckets, sidecar, export_dir / f"{graph}.onnx")
+            spec = EngineSpec(name, graph, buckets, sidecar, graph_path(export_dir, graph))
             if buckets:
-                spec.profiles = [(b, profile_for(sidecar["inputs"], b, ranges)) for b in buckets]
+                spec.profiles = [(b, profile_for(sidecar.inputs, b, ranges)) for b in buckets]
             else:
-                spec.profiles = [(None, profile_for(sidecar["inputs"], None, ranges))]
+                spec.profiles = [(None, profile_for(sidecar.inputs, None, ranges))]
             spec.key = json_digest(
                 {
                     "format": PLAN_FORMAT,
-                    "graph": {
-                        k: sidecar.get(k)
-                        for k in ("file_sha256", "external_data_sha256", "checkpoint", "calibration", "options")
-                    },
-                    "recipe": sidecar.get("recipe"),
-                    "dtype": sidecar.get("dtype"),
+                    "graph": sidecar.key_parts(),
+                    "recipe": sidecar.recipe,
+                    "dtype": sidecar.dtype,
                     "profiles": [(b.name if b else None, _shapes(p)) for b, p in spec.profiles],
                     "flavor": target.flavor.value,
                     "version": target.version,
@@ -331,15 +316,15 @@ def _reusable(out: Path, previous: Manifest | None, spec: EngineSpec) -> EngineE
 
 
 def _build_one(request: BuildRequest, out: Path, spec: EngineSpec, target: Target) -> EngineEntry:
-    weights = int(spec.sidecar.get("weights_bytes", 0))
+    weights = spec.sidecar.weights_bytes
     data: FileRecord | None = None
     if target.flavor is Flavor.ONNXRUNTIME:
         # The engine is the graph itself (ONNX Runtime compiles it at session creation).
         relative = f"graphs/{spec.name}.{spec.key[:16]}.onnx"
         destination = out / relative
-        if spec.sidecar.get("external_data"):
+        if spec.sidecar.external_data:
             data_path = destination.with_name(f"{destination.name}.data")
-            atomic_copy(spec.onnx.with_name(spec.sidecar["external_data"]), data_path, "graph data")
+            atomic_copy(spec.onnx.with_name(spec.sidecar.external_data), data_path, "graph data")
             data = FileRecord(f"{relative}.data", file_digest(data_path), data_path.stat().st_size)
             # The graph names its data file: keep it next to the graph under the name the graph was saved with.
             _rewrite_external_location(spec.onnx, destination, data_path.name)
@@ -375,9 +360,9 @@ def _build_one(request: BuildRequest, out: Path, spec: EngineSpec, target: Targe
             )
             for i, (b, p) in enumerate(spec.profiles)
         ],
-        inputs=spec.sidecar["inputs"],
-        outputs=spec.sidecar["outputs"],
-        onnx_sha256=spec.sidecar["file_sha256"],
+        inputs=spec.sidecar.inputs,
+        outputs=spec.sidecar.outputs,
+        onnx_sha256=spec.sidecar.file_sha256,
         build=report,
         external_data=data,
     )
@@ -402,7 +387,7 @@ def _rewrite_external_location(source: Path, destination: Path, data_name: str) 
 def _install_tokenizer(export_dir: Path, out: Path, required: bool) -> tuple[str, list[FileRecord]]:
     """Copy the export's tokenizer into a folder named by its content (links out of it refused); returns the
     name ("" for a set without a text encoder, which cannot generate on its own) and its files' records."""
-    source = export_dir / "tokenizer"
+    source = export_dir / TOKENIZER_DIR
     if not source.is_dir():
         if not required:
             return "", []
@@ -427,18 +412,16 @@ def _tree_records(folder: Path) -> list[FileRecord]:
     ]
 
 
-def _model_facts(export_dir: Path, components: tuple[str, ...]) -> dict[str, Any]:
-    sidecars = {g: read_sidecar(export_dir, g) for g in components}
-    dit = sidecars.get("dit_cond") or sidecars.get("dit_uncond")
-    facts: dict[str, Any] = {"has_unconditional": "dit_uncond" in components}
-    if dit is not None:
-        latents = next(i for i in dit["inputs"] if i["name"] == "latents")
-        facts["latent_channels"] = latents["shape"][-1]
-        facts["rope"] = dit.get("rope")
-    if "dit_cond" in sidecars:
-        text_hidden = next(i for i in sidecars["dit_cond"]["inputs"] if i["name"] == "text_hidden")
-        facts["hidden_size"] = text_hidden["shape"][-1]
-    return facts
+def _model_facts(sidecars: dict[Component, ExportSidecar], opset: int) -> ModelFacts:
+    dit = sidecars.get(Component.DIT_COND) or sidecars.get(Component.DIT_UNCOND)
+    cond = sidecars.get(Component.DIT_COND)
+    return ModelFacts(
+        has_unconditional=Component.DIT_UNCOND in sidecars,
+        latent_channels=None if dit is None else int(dit.tensor(io.LATENTS).shape[-1]),
+        rope=None if dit is None else dit.rope,
+        hidden_size=None if cond is None else int(cond.tensor(io.TEXT_HIDDEN).shape[-1]),
+        opset=opset,
+    )
 
 
 def _collect_garbage(out: Path, manifest: Manifest) -> None:
@@ -520,9 +503,9 @@ def _build_locked(request: BuildRequest, target: Target) -> BuildOutcome:
     owned_subdir(out, "plans" if flavor.is_tensorrt else "graphs")
 
     export_dir = _prepare_export(request, dtype)
-    if (export_dir / "tokenizer").is_dir():
-        check_tree(export_dir / "tokenizer")  # a link out of it is refused before anything is built
-    index = _read_index(export_dir)
+    if (export_dir / TOKENIZER_DIR).is_dir():
+        check_tree(export_dir / TOKENIZER_DIR)  # a link out of it is refused before anything is built
+    index = ExportIndex.load(export_dir)
     specs = plan_specs(request, engine_graphs(request, export_dir, out, target), target)
     entries: dict[str, EngineEntry] = {}
     built, reused = [], []
@@ -555,25 +538,24 @@ def _build_locked(request: BuildRequest, target: Target) -> BuildOutcome:
             entries[spec.name] = entry
             bar.advance()
 
-    sidecars = {g: read_sidecar(export_dir, g) for g in request.components}
-    calibrations = [sidecar.get("calibration") for sidecar in sidecars.values()]
-    tokenizer, tokenizer_files = _install_tokenizer(export_dir, out, required="text_encoder" in request.components)
+    sidecars = {g: ExportSidecar.load(export_dir, g) for g in request.components}
+    made = [sidecar.provenance for sidecar in sidecars.values() if sidecar.provenance is not None]
+    calibrations = [p.calibration.sha256 for p in made if p.calibration is not None]
+    required = Component.TEXT_ENCODER in request.components
+    tokenizer, tokenizer_files = _install_tokenizer(export_dir, out, required=required)
     manifest = Manifest(
         flavor=flavor,
         runtime_version=target.version,
         compute_capabilities=list(target.compute_capabilities),
         gpu=target.gpu,
-        recipe=str(index["recipe"]),
-        dtype=str(index["dtype"]),
-        checkpoint={g: sidecar["checkpoint"]["fingerprint"] for g, sidecar in sidecars.items()},
-        calibration=next((c["sha256"] for c in calibrations if c), None),
+        recipe=index.recipe,
+        dtype=index.dtype,
+        checkpoint={g.value: p.checkpoint.fingerprint for g, s in sidecars.items() if (p := s.provenance) is not None},
+        calibration=next(iter(calibrations), None),
         buckets=[b.name for b in request.buckets],
         max_batch=request.max_batch,
         max_text_tokens=request.max_text_tokens,
-        model={
-            **_model_facts(export_dir, request.components),
-            "opset": sidecars[request.components[0]].get("opset"),
-        },
+        model=_model_facts(sidecars, sidecars[request.components[0]].opset),
         tokenizer=tokenizer,
         engines=entries,
         tokenizer_files=tokenizer_files,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from ideogram_trt.core.buckets import Bucket
+from ideogram_trt.core.records import TensorEntry
+from ideogram_trt.core.shapes import Sizes
 from ideogram_trt.engines.tensorrt_adapter import Profile, ShapeRange
 
 
@@ -25,33 +26,15 @@ class ProfileRanges:
     text: AxisRange = AxisRange(1, 256, 2048)
 
 
-def _axis(symbol: str | int, bucket: Bucket | None, ranges: ProfileRanges) -> AxisRange:
-    if isinstance(symbol, int) or symbol.isdigit():
-        n = int(symbol)
-        return AxisRange(n, n, n)
-    if symbol == "B":
-        return ranges.batch
-    if symbol == "T":
-        return ranges.text
-    if bucket is None:
-        raise ValueError(f"axis {symbol!r} needs a resolution bucket")
-    fixed = {"N": bucket.tokens, "GH": bucket.grid[0], "GW": bucket.grid[1]}
-    if symbol in fixed:
-        return AxisRange(fixed[symbol], fixed[symbol], fixed[symbol])
-    if symbol == "T+N":
-        t = ranges.text
-        return AxisRange(t.min + bucket.tokens, t.opt + bucket.tokens, t.max + bucket.tokens)
-    raise ValueError(f"unknown axis {symbol!r}")
-
-
 def profile_for(
-    inputs: Sequence[dict[str, Any]], bucket: Bucket | None, ranges: ProfileRanges = ProfileRanges()
+    inputs: Sequence[TensorEntry], bucket: Bucket | None, ranges: ProfileRanges = ProfileRanges()
 ) -> Profile:
-    """``inputs``: the sidecar's input list ({name, dtype, shape}) with static sizes filled in by the graph."""
-    profile: Profile = {}
-    for spec in inputs:
-        axes = [_axis(symbol, bucket, ranges) for symbol in spec["shape"]]
-        profile[spec["name"]] = ShapeRange(
-            tuple(a.min for a in axes), tuple(a.opt for a in axes), tuple(a.max for a in axes)
-        )
-    return profile
+    """``inputs``: a graph's inputs as exported (static sizes filled in); image axes come from ``bucket``."""
+    grid = None if bucket is None else bucket.grid
+    low = Sizes(batch=ranges.batch.min, text=ranges.text.min, grid=grid)
+    opt = Sizes(batch=ranges.batch.opt, text=ranges.text.opt, grid=grid)
+    high = Sizes(batch=ranges.batch.max, text=ranges.text.max, grid=grid)
+    return {
+        spec.name: ShapeRange(low.resolve(spec.shape), opt.resolve(spec.shape), high.resolve(spec.shape))
+        for spec in inputs
+    }

@@ -2,12 +2,12 @@
 
 Written directly as a five-node ONNX graph (no PyTorch). The runtime chains dit_cond → dit_uncond → sampler on
 one stream, so latents and velocities stay in device memory across the whole loop and the host synchronizes
-once per image. Operation order matches ``core.sampling``: v = g·v_c + (1 − g)·v_u, then z + v·dt.
+once per image. Operation order is ``core.sampling.euler_update``'s: v = g·v_c + (1 − g)·v_u, then z + v·dt
+(tests/test_sampling.py checks they agree).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +15,13 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ideogram_trt.core import contracts as io
+from ideogram_trt.core.components import Component
+from ideogram_trt.core.contracts import TensorSpec
 from ideogram_trt.core.digest import file_digest
 from ideogram_trt.core.files import atomic_write
+from ideogram_trt.core.records import TensorEntry
+from ideogram_trt.core.shapes import Sizes
+from ideogram_trt.core.sidecar import ExportSidecar, graph_path
 
 OPSET = 21
 
@@ -37,7 +42,7 @@ def sampler_model(channels: int) -> onnx.ModelProto:
     ]
     graph = helper.make_graph(
         nodes,
-        "sampler",
+        Component.SAMPLER.value,
         [tensor(io.LATENTS), tensor(io.VELOCITY_COND), tensor(io.VELOCITY_UNCOND), *scalar],
         [tensor(io.LATENTS_NEXT)],
         [one],
@@ -49,30 +54,28 @@ def sampler_model(channels: int) -> onnx.ModelProto:
 
 def write_sampler(export_dir: Path, channels: int) -> Path:
     """Write sampler.onnx and its sidecar into an export folder (idempotent)."""
-    path = export_dir / "sampler.onnx"
+    graph = Component.SAMPLER
+    path = graph_path(export_dir, graph)
     atomic_write(path, sampler_model(channels).SerializeToString(), "sampler graph")
-    shape = ["B", "N", channels]
-    sidecar = {
-        "format": 2,
-        "graph": "sampler",
-        "component": "sampler",
-        "file": path.name,
-        "external_data": None,
-        "recipe": None,
-        "dtype": "fp32",
-        "opset": OPSET,
-        "inputs": [
-            *(
-                {"name": n, "dtype": "float32", "shape": shape}
-                for n in (io.LATENTS, io.VELOCITY_COND, io.VELOCITY_UNCOND)
-            ),
-            {"name": io.GUIDANCE, "dtype": "float32", "shape": [1]},
-            {"name": io.STEP, "dtype": "float32", "shape": [1]},
-        ],
-        "outputs": [{"name": io.LATENTS_NEXT, "dtype": "float32", "shape": shape}],
-        "weights_bytes": 4,
-        "file_sha256": file_digest(path),
-        "external_data_sha256": None,
-    }
-    atomic_write(export_dir / "sampler.json", json.dumps(sidecar, indent=1) + "\n", "sampler sidecar")
+    sizes = Sizes(channels=channels)
+
+    def entries(specs: tuple[TensorSpec, ...]) -> list[TensorEntry]:
+        # Batch and tokens stay symbolic (one plan serves every bucket's profile); channels are static.
+        return [TensorEntry(t.name, t.dtype.value, [s if s in ("B", "N") else sizes.value(s) for s in t.shape])
+                for t in specs]  # fmt: skip
+
+    contract = graph.spec.contract
+    ExportSidecar(
+        graph=graph,
+        file=path.name,
+        external_data=None,
+        recipe=None,
+        dtype="fp32",
+        opset=OPSET,
+        inputs=entries(contract.inputs),
+        outputs=entries(contract.outputs),
+        weights_bytes=4,
+        file_sha256=file_digest(path),
+        external_data_sha256=None,
+    ).save(export_dir)
     return path

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ideogram_trt.core import rope
+from ideogram_trt.core.components import Component
 from ideogram_trt.core.contracts import PIXELS_PER_TOKEN
 from ideogram_trt.core.errors import InputError
 from ideogram_trt.core.files import atomic_write
@@ -32,13 +33,14 @@ from ideogram_trt.core.schedule import PRESETS, Preset, PresetName, get_preset, 
 from ideogram_trt.core.tokenization import PromptTokenizer
 from ideogram_trt.export.recipes import DIT_ACTIVATION_QUANT, TEXT_ENCODER_ACTIVATION_QUANT, QuantPlan
 from ideogram_trt.model.build import load_dit, load_text_encoder
-from ideogram_trt.model.checkpoint import TRANSFORMER, UNCONDITIONAL_TRANSFORMER, Checkpoint
+from ideogram_trt.model.checkpoint import TEXT_ENCODER, TOKENIZER, TRANSFORMER, UNCONDITIONAL_TRANSFORMER, Checkpoint
 from ideogram_trt.model.dit import Attention, rope_inv_freq
 
 FORMAT_VERSION = 1
 # What the recorded activations depend on: the prompts go through the tokenizer and text encoder into both DiTs.
-CALIBRATED_PARTS = (TRANSFORMER, UNCONDITIONAL_TRANSFORMER, "text_encoder", "tokenizer")
-GRAPH_KEYS = {TRANSFORMER: "dit_cond", UNCONDITIONAL_TRANSFORMER: "dit_uncond", "text_encoder": "text_encoder"}
+CALIBRATED_PARTS = (TRANSFORMER, UNCONDITIONAL_TRANSFORMER, TEXT_ENCODER, TOKENIZER)
+# The amax tables, by the component whose inputs they hold, in file order (masked DiTs read dit_cond's).
+TABLES = (Component.DIT_COND, Component.DIT_UNCOND, Component.TEXT_ENCODER)
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class Calibration:
                 )
             return
         hint = ""
-        if graph == GRAPH_KEYS[UNCONDITIONAL_TRANSFORMER]:
+        if graph == Component.DIT_UNCOND:
             made_with = self.settings.get("preset") if isinstance(self.settings, dict) else None
             hint = f" (made with preset {made_with})" if made_with else ""
             hint += f"; the presets that record it: {', '.join(uncond_presets())}"
@@ -109,16 +111,16 @@ class Calibration:
 
 
 def amax_names(checkpoint: Checkpoint, graph: str, plan: QuantPlan) -> list[str]:
-    """The amax entries graph ``graph`` (a GRAPH_KEYS value) needs under ``plan``, from the config's layer count:
+    """The amax entries table ``graph`` (a TABLES value) needs under ``plan``, from the config's layer count:
     the quantized linears' inputs, and q/k/v of every attention when attention is quantized."""
-    if graph == GRAPH_KEYS["text_encoder"]:
+    if graph == Component.TEXT_ENCODER:
         patterns, layers = TEXT_ENCODER_ACTIVATION_QUANT, checkpoint.text_encoder.num_hidden_layers
     else:
-        part = UNCONDITIONAL_TRANSFORMER if graph == GRAPH_KEYS[UNCONDITIONAL_TRANSFORMER] else TRANSFORMER
+        part = UNCONDITIONAL_TRANSFORMER if graph == Component.DIT_UNCOND else TRANSFORMER
         patterns, layers = DIT_ACTIVATION_QUANT, checkpoint.dit_config(part).num_layers
     names = [p.replace("*", str(n)) for n in range(layers) for p in patterns]
     names = [name for name in names if plan.quantizes_input_of(name)]
-    if plan.quantize_attention and graph != GRAPH_KEYS["text_encoder"]:
+    if plan.quantize_attention and graph != Component.TEXT_ENCODER:
         names += [f"layers.{n}.attention.{part}" for n in range(layers) for part in "qkv"]
     return names
 
@@ -203,7 +205,7 @@ def check_preset(checkpoint: Checkpoint, preset: str | PresetName) -> Preset:
         # dit_uncond table the fp8 recipe needs for that graph (issue 12).
         raise InputError(
             f"--preset {preset_.name.value} has guidance 1 at every step, so the unconditional DiT never runs and "
-            f"the calibration would have no {GRAPH_KEYS[UNCONDITIONAL_TRANSFORMER]} amax; calibrate with a "
+            f"the calibration would have no {Component.DIT_UNCOND.value} amax; calibrate with a "
             f"guided preset, which records both DiTs: {', '.join(uncond_presets())}"
         )
     return preset_
@@ -230,16 +232,16 @@ def calibrate(
     )
     config = checkpoint.transformer
     inv_freq = rope_inv_freq(config)
-    recorders = {key: AmaxRecorder() for key in GRAPH_KEYS.values()}
+    recorders = {key: AmaxRecorder() for key in TABLES}
 
     def tables(positions: Any) -> tuple[torch.Tensor, torch.Tensor]:
         cos, sin = rope.rope_tables(positions, inv_freq, config.mrope_section)
         return torch.from_numpy(cos).to(device), torch.from_numpy(sin).to(device)
 
     with (
-        recorders["text_encoder"].observe(encoder),
-        recorders["dit_cond"].observe(dit_cond),
-        recorders["dit_uncond"].observe(dit_uncond) if dit_uncond is not None else _nothing(),
+        recorders[Component.TEXT_ENCODER].observe(encoder),
+        recorders[Component.DIT_COND].observe(dit_cond),
+        recorders[Component.DIT_UNCOND].observe(dit_uncond) if dit_uncond is not None else _nothing(),
     ):
         for height, width in resolutions:
             grid_h, grid_w = height // PIXELS_PER_TOKEN, width // PIXELS_PER_TOKEN
@@ -271,7 +273,7 @@ def calibrate(
         "prompts_sha256": prompt_digest,
         "dtype": str(dtype).removeprefix("torch."),
     }
-    amax = {key: dict(sorted(rec.amax.items())) for key, rec in recorders.items() if rec.amax}
+    amax = {key.value: dict(sorted(rec.amax.items())) for key, rec in recorders.items() if rec.amax}
     calibration = Calibration(checkpoint.fingerprint(CALIBRATED_PARTS), settings, amax)
     return Calibration(
         calibration.checkpoint,

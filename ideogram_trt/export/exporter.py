@@ -8,13 +8,11 @@ passed the lint, so a failed or interrupted export leaves no partial graph behin
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
 
 import onnx_ir as ir
 import onnxscript.optimizer
@@ -22,26 +20,38 @@ import torch
 from torch import nn
 
 from ideogram_trt import __version__
+from ideogram_trt.core.components import DEFAULT_COMPONENTS, Component
 from ideogram_trt.core.contracts import EngineContract
 from ideogram_trt.core.digest import file_digest
 from ideogram_trt.core.errors import IdeogramTrtError, InputError
 from ideogram_trt.core.files import atomic_write, check_tree, copy_tree, fsync_dir, remove_stale, staging_name
 from ideogram_trt.core.progress import stage
+from ideogram_trt.core.recipes import DEFAULT_OPSET
+from ideogram_trt.core.records import TensorEntry
+from ideogram_trt.core.sidecar import (
+    INDEX_FILE,
+    TOKENIZER_DIR,
+    CalibrationSource,
+    CheckpointSource,
+    ExportIndex,
+    ExportSettings,
+    ExportSidecar,
+    Provenance,
+    QuantizationSummary,
+    Rope,
+    graph_path,
+)
 from ideogram_trt.export.calibration import Calibration
-from ideogram_trt.export.graphs import DEFAULT_GRAPHS, WRAPPERS, Graph, dynamic_shapes, example_inputs, stack_for
+from ideogram_trt.export.graphs import WRAPPERS, dynamic_shapes, example_inputs, stack_for
 from ideogram_trt.export.lint import lint_file
 from ideogram_trt.export.quant_modules import QuantAttention, QuantLinear, apply_plan
 from ideogram_trt.export.recipes import GraphDType, QuantPlan, Recipe, quant_plan
 from ideogram_trt.export.stitch import Piece, block_signature, rename_initializers, stitch, tidy, trace
 from ideogram_trt.model.build import dit_from_state, load_vae_decoder, text_encoder_from_state, text_encoder_state
-from ideogram_trt.model.checkpoint import TRANSFORMER, UNCONDITIONAL_TRANSFORMER, Checkpoint, open_checkpoint
+from ideogram_trt.model.checkpoint import Checkpoint, open_checkpoint
 from ideogram_trt.model.dit import rope_inv_freq
 from ideogram_trt.model.fp8 import is_fp8
 
-SIDECAR_FORMAT = 2  # 2: external_data_sha256
-INDEX_FILE = "export.json"
-TOKENIZER_DIR = "tokenizer"
-DEFAULT_OPSET = 21
 # protobuf refuses messages of 2 GiB; stay clear of it.
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 
@@ -56,7 +66,7 @@ class ExternalData(str, Enum):
 class ExportOptions:
     recipe: Recipe
     dtype: GraphDType
-    graphs: tuple[Graph, ...] = DEFAULT_GRAPHS
+    graphs: tuple[Component, ...] = DEFAULT_COMPONENTS
     calibration: Path | None = None
     quantize_attention: bool = False
     quantize_text_encoder: bool = False
@@ -64,35 +74,41 @@ class ExportOptions:
     opset: int = DEFAULT_OPSET
     external_data: ExternalData = ExternalData.AUTO
 
-    def plan(self, graph: Graph) -> QuantPlan:
+    def stores_external(self, weight_bytes: int) -> bool:
+        """Whether a graph with ``weight_bytes`` of weights keeps them in a ``.onnx.data`` file."""
+        return self.external_data is ExternalData.ALWAYS or (
+            self.external_data is ExternalData.AUTO and weight_bytes > EXTERNAL_DATA_THRESHOLD
+        )
+
+    def plan(self, graph: Component) -> QuantPlan:
         return quant_plan(
-            graph.component, self.recipe, self.quantize_attention, self.quantize_text_encoder, self.excluded
+            graph.spec.serves, self.recipe, self.quantize_attention, self.quantize_text_encoder, self.excluded
         )
 
 
 @dataclass(frozen=True)
 class ExportedGraph:
-    graph: Graph
+    graph: Component
     path: Path
-    sidecar: dict[str, Any] = field(repr=False)
+    sidecar: ExportSidecar = field(repr=False)
 
 
 def build_module(
     checkpoint: Checkpoint,
-    graph: Graph,
+    graph: Component,
     recipe: Recipe,
     dtype: torch.dtype,
     plan: QuantPlan,
     amax: dict[str, float] | None,
 ) -> nn.Module:
     """The graph's module under ``recipe``: the export source and the PyTorch fake-quant reference."""
-    if graph is Graph.VAE_DECODER:  # the release's VAE has no FP8 weights; recipes leave it alone
+    if graph is Component.VAE_DECODER:  # the release's VAE has no FP8 weights; recipes leave it alone
         return WRAPPERS[graph](load_vae_decoder(checkpoint, dtype)).eval()
-    if graph is Graph.TEXT_ENCODER:
+    if graph is Component.TEXT_ENCODER:
         state = text_encoder_state(checkpoint)
         module: nn.Module = text_encoder_from_state(checkpoint, _module_weights(state, recipe, dtype), dtype)
     else:
-        part = UNCONDITIONAL_TRANSFORMER if graph is Graph.DIT_UNCOND else TRANSFORMER
+        (part,) = graph.spec.part_names  # a DiT reads one transformer folder
         state = checkpoint.dit_state(part)
         module = dit_from_state(checkpoint, part, _module_weights(state, recipe, dtype), dtype)
     apply_plan(module, state, plan, recipe.fp8_weights, dtype, amax)
@@ -138,10 +154,10 @@ def fold_small_constants(model: ir.Model) -> None:
     onnxscript.optimizer.remove_unused_nodes(model)
 
 
-def trace_graph(graph: Graph, module: nn.Module, inputs: tuple[torch.Tensor, ...], opset: int) -> ir.Model:
+def trace_graph(graph: Component, module: nn.Module, inputs: tuple[torch.Tensor, ...], opset: int) -> ir.Model:
     """Trace ``module`` (a ``WRAPPERS`` module) to ONNX: whole, or as prefix + one block per structure + suffix
     stitched back together (deep graphs; see ``export.stitch``)."""
-    contract = graph.contract
+    contract = graph.spec.contract
     stack = stack_for(graph, module, inputs)
     if stack is None:
         model = trace(Piece(module, inputs, contract.input_names, contract.output_names, dynamic_shapes(graph)), opset)
@@ -194,16 +210,16 @@ def _initializer_bytes(model: ir.Model) -> int:
     return sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
 
 
-def _quantization_summary(module: nn.Module) -> dict[str, Any]:
+def _quantization_summary(module: nn.Module) -> QuantizationSummary:
     fp8_weights = [n for n, m in module.named_modules() if isinstance(m, QuantLinear) and m.weight_scale is not None]
     activations = [n for n, m in module.named_modules() if isinstance(m, QuantLinear) and m.input_scale is not None]
     attention = [n for n, m in module.named_modules() if isinstance(m, QuantAttention)]
-    return {"fp8_weight_linears": len(fp8_weights), "activation_qdq": activations, "fp8_attention": attention}
+    return QuantizationSummary(len(fp8_weights), activations, attention)
 
 
 def export_graph(
     checkpoint: Checkpoint,
-    graph: Graph,
+    graph: Component,
     options: ExportOptions,
     calibration: Calibration | None,
     folder: Path,
@@ -212,22 +228,20 @@ def export_graph(
     """Export one graph into ``folder``; returns its path and sidecar. Raises on a lint violation."""
     dtype = options.dtype.torch
     plan = options.plan(graph)
-    amax = calibration.amax.get(graph.component.value, {}) if calibration else None
+    amax = calibration.amax.get(graph.spec.serves.value, {}) if calibration else None
     with stage(f"{graph.value}: building the {options.recipe.value} module in {options.dtype.value}", quiet):
         module = build_module(checkpoint, graph, options.recipe, dtype, plan, amax)
         inputs = example_inputs(graph, checkpoint, dtype)
-    contract = graph.contract
+    contract = graph.spec.contract
     start = time.perf_counter()
     with stage(f"{graph.value}: tracing and converting to ONNX (opset {options.opset})", quiet):
         model = trace_graph(graph, module, inputs, options.opset)
     fold_small_constants(model)
     export_seconds = time.perf_counter() - start
     _name_axes(model, contract)
-    path = folder / f"{graph.value}.onnx"
+    path = graph_path(folder, graph)
     weight_bytes = _initializer_bytes(model)
-    external = options.external_data is ExternalData.ALWAYS or (
-        options.external_data is ExternalData.AUTO and weight_bytes > EXTERNAL_DATA_THRESHOLD
-    )
+    external = options.stores_external(weight_bytes)
     with stage(f"{graph.value}: writing {weight_bytes / 1e6:.1f} MB of weights", quiet):
         save_model(model, path, external)
     violations = lint_file(path)
@@ -237,52 +251,50 @@ def export_graph(
         raise IdeogramTrtError(f"{graph.value}: the exported graph fails our ONNX lint: {shown}{more}")
 
     inner = next(iter(module.children()))
-    sidecar: dict[str, Any] = {
-        "format": SIDECAR_FORMAT,
-        "graph": graph.value,
-        "component": graph.component.value,
-        "file": path.name,
-        "external_data": f"{path.name}.data" if external else None,
-        "recipe": options.recipe.value,
-        "dtype": options.dtype.value,
-        "opset": options.opset,
-        "checkpoint": {
-            "root": str(checkpoint.root.resolve()),
-            "fingerprint": checkpoint.fingerprint(graph.checkpoint_parts),
-            "parts": {part: checkpoint.digest(part) for part in graph.checkpoint_parts},
-        },
-        "calibration": None
-        if calibration is None or not plan.needs_calibration
-        else {"sha256": calibration.sha256, "settings": calibration.settings},
-        "quantization": _quantization_summary(inner),
-        "inputs": [_io_entry(v) for v in model.graph.inputs],
-        "outputs": [_io_entry(v) for v in model.graph.outputs],
-        "weights_bytes": weight_bytes,
-        "export_seconds": round(export_seconds, 2),
-        "exporter": {"ideogram_trt": __version__, "torch": torch.__version__, "onnx_ir": ir.__version__},
-        "options": {
-            "quantize_attention": plan.quantize_attention,
-            "quantize_text_encoder": options.quantize_text_encoder,
-            "excluded": list(options.excluded),
-        },
-        "file_sha256": file_digest(path),
-        "external_data_sha256": file_digest(path.with_name(f"{path.name}.data")) if external else None,
-    }
-    if graph in (Graph.DIT_COND, Graph.DIT_COND_MASKED, Graph.DIT_UNCOND):
-        config = checkpoint.dit_config(UNCONDITIONAL_TRANSFORMER if graph is Graph.DIT_UNCOND else TRANSFORMER)
-        sidecar["rope"] = {
-            "inv_freq": [float(v) for v in rope_inv_freq(config)],
-            "mrope_section": list(config.mrope_section),
-        }
-    (folder / f"{graph.value}.json").write_text(json.dumps(sidecar, indent=1) + "\n")
+    parts = graph.spec.part_names
+    rope = None
+    if graph.spec.has_rope:
+        (part,) = parts
+        config = checkpoint.dit_config(part)
+        rope = Rope([float(v) for v in rope_inv_freq(config)], list(config.mrope_section))
+    data = path.with_name(f"{path.name}.data")
+    sidecar = ExportSidecar(
+        graph=graph,
+        file=path.name,
+        external_data=data.name if external else None,
+        recipe=options.recipe.value,
+        dtype=options.dtype.value,
+        opset=options.opset,
+        inputs=[_io_entry(v) for v in model.graph.inputs],
+        outputs=[_io_entry(v) for v in model.graph.outputs],
+        weights_bytes=weight_bytes,
+        file_sha256=file_digest(path),
+        external_data_sha256=file_digest(data) if external else None,
+        provenance=Provenance(
+            checkpoint=CheckpointSource(
+                str(checkpoint.root.resolve()),
+                checkpoint.fingerprint(parts),
+                {part: checkpoint.digest(part) for part in parts},
+            ),
+            calibration=None
+            if calibration is None or not plan.needs_calibration
+            else CalibrationSource(calibration.sha256, calibration.settings),
+            quantization=_quantization_summary(inner),
+            export_seconds=round(export_seconds, 2),
+            exporter={"ideogram_trt": __version__, "torch": torch.__version__, "onnx_ir": ir.__version__},
+            options=ExportSettings(plan.quantize_attention, options.quantize_text_encoder, list(options.excluded)),
+        ),
+        rope=rope,
+    )
+    sidecar.save(folder)
     return ExportedGraph(graph, path, sidecar)
 
 
-def _io_entry(value: ir.Value) -> dict[str, Any]:
+def _io_entry(value: ir.Value) -> TensorEntry:
     """Name, numpy dtype name and shape (ints for static axes, contract names for dynamic ones)."""
     assert value.shape is not None and value.dtype is not None
-    dims = [d if isinstance(d, int) else str(d) for d in value.shape]
-    return {"name": value.name, "dtype": str(value.dtype.numpy()), "shape": dims}
+    dims: list[str | int] = [d if isinstance(d, int) else str(d) for d in value.shape]
+    return TensorEntry(value.name, str(value.dtype.numpy()), dims)
 
 
 def check_output_dir(out: Path, options: ExportOptions) -> None:
@@ -294,23 +306,19 @@ def check_output_dir(out: Path, options: ExportOptions) -> None:
     entries = list(out.iterdir())
     if not entries:
         return
-    index = out / INDEX_FILE
-    if not index.is_file():
+    if not (out / INDEX_FILE).is_file():
         raise InputError(f"{out}: exists and holds other files; export into a new or empty directory")
-    try:
-        previous = json.loads(index.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{out}/{INDEX_FILE}: unreadable ({exc.msg}); export into a new directory") from exc
-    if (previous.get("recipe"), previous.get("dtype")) != (options.recipe.value, options.dtype.value):
+    previous = ExportIndex.load(out, fix="export into a new directory")
+    if (previous.recipe, previous.dtype) != (options.recipe.value, options.dtype.value):
         raise InputError(
-            f"{out}: holds a {previous.get('recipe')}/{previous.get('dtype')} export; this one is "
+            f"{out}: holds a {previous.recipe}/{previous.dtype} export; this one is "
             f"{options.recipe.value}/{options.dtype.value}: use another directory"
         )
 
 
 def validate_request(checkpoint: Checkpoint, options: ExportOptions) -> Calibration | None:
     """Everything that can be refused before any work starts."""
-    if Graph.DIT_UNCOND in options.graphs and not checkpoint.has_unconditional:
+    if Component.DIT_UNCOND in options.graphs and not checkpoint.has_unconditional:
         raise InputError(
             f"{checkpoint.root}: no unconditional_transformer/, so there is no dit_uncond graph to export "
             "(CFG-distilled checkpoints run the FAST/INSTANT presets with dit_cond alone)"
@@ -330,7 +338,7 @@ def validate_request(checkpoint: Checkpoint, options: ExportOptions) -> Calibrat
     for graph in options.graphs:  # a table missing is named here, not as one layer's amax deep in the build
         plan = options.plan(graph)
         if plan.needs_calibration:
-            key = graph.component.value
+            key = graph.spec.serves.value
             calibration.require_table(key, options.calibration, amax_names(checkpoint, key, plan))
     return calibration
 
@@ -343,7 +351,7 @@ def export(checkpoint_dir: Path, out: Path, options: ExportOptions, quiet: bool 
     with stage(f"reading and validating {checkpoint_dir}", quiet):
         checkpoint = open_checkpoint(checkpoint_dir)
         calibration = validate_request(checkpoint, options)
-        if Graph.TEXT_ENCODER in options.graphs:
+        if Component.TEXT_ENCODER in options.graphs:
             check_tree(checkpoint.tokenizer_dir, within=checkpoint.root)  # refused now, not after the export
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(out.parent, names=lambda name: name == out.name)  # staging folders of killed exports into out
@@ -351,15 +359,14 @@ def export(checkpoint_dir: Path, out: Path, options: ExportOptions, quiet: bool 
     staging.mkdir()
     try:
         exported = [export_graph(checkpoint, g, options, calibration, staging, quiet) for g in options.graphs]
-        if Graph.TEXT_ENCODER in options.graphs:  # the runtime tokenizes with the checkpoint's own files
+        if Component.TEXT_ENCODER in options.graphs:  # the runtime tokenizes with the checkpoint's own files
             copy_tree(checkpoint.tokenizer_dir, staging / TOKENIZER_DIR, within=checkpoint.root)
             shutil.rmtree(out / TOKENIZER_DIR, ignore_errors=True)
         index_path = out / INDEX_FILE
-        graphs = json.loads(index_path.read_text())["graphs"] if index_path.is_file() else {}
-        graphs.update({e.graph.value: f"{e.graph.value}.json" for e in exported})
-        index = {"recipe": options.recipe.value, "dtype": options.dtype.value, "graphs": dict(sorted(graphs.items()))}
+        earlier = ExportIndex.load(out).graphs if index_path.is_file() else {}
+        index = ExportIndex(options.recipe.value, options.dtype.value, earlier).with_graphs([e.graph for e in exported])
         if not out.exists() or not any(out.iterdir()):  # a new export: one rename commits all of it
-            atomic_write(staging / INDEX_FILE, json.dumps(index, indent=1) + "\n", "export index")
+            atomic_write(staging / INDEX_FILE, index.to_json(), "export index")
             staging.rename(out)
             fsync_dir(out.parent)
         else:  # into an earlier export: graph by graph (the builder checks each graph against its sidecar)
@@ -367,7 +374,7 @@ def export(checkpoint_dir: Path, out: Path, options: ExportOptions, quiet: bool 
                 (out / f"{e.path.name}.data").unlink(missing_ok=True)
             for item in staging.iterdir():
                 item.rename(out / item.name)
-            atomic_write(index_path, json.dumps(index, indent=1) + "\n", "export index")
+            atomic_write(index_path, index.to_json(), "export index")
         return [ExportedGraph(e.graph, out / e.path.name, e.sidecar) for e in exported]
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -1,6 +1,6 @@
 """Our ONNX lint for FP8 graphs: what TensorRT accepts silently but computes wrong, or what is not portable.
 
-Rules (DESIGN.md §5, feasibility.md §3):
+Rules (docs/ARCHITECTURE.md §5, feasibility.md §3):
 - ``opset``: the default-domain opset is at least 21 (FP8 Q/DQ with FLOAT8E4M3FN zero points).
 - ``custom-op``: only standard ONNX operators — no TensorRT ``trt::`` ops, no ``TRT_*`` types.
 - ``fp8-cast``: no ``Cast`` to an FP8 type; FP8 values come out of ``QuantizeLinear`` only (TensorRT rejects

@@ -3,10 +3,10 @@
 - ``fp8_qdq(x, scale)``: per-tensor activation quantize→dequantize (saturating, round-to-nearest-even), exactly
   ONNX ``DequantizeLinear(QuantizeLinear(x, scale, 0), scale, 0)``.
 - ``fp8_dequantize(weight, scale)``: the release's E4M3 weight [out, in] times its per-row scale [out], in the
-  scale's dtype — the official ``Fp8Linear`` dequantizing in the compute dtype (spec §8.2). Exported as a
+  scale's dtype — the official ``Fp8Linear`` dequantizing in the compute dtype (docs/MODEL.md §8.2). Exported as a
   FLOAT8E4M3FN initializer feeding ``DequantizeLinear(axis=0)``, so the graph stores one byte per weight.
 
-Zero points are explicit FLOAT8E4M3FN zeros (DESIGN.md §5), never TensorRT custom ops or INT8 proxies.
+Zero points are explicit FLOAT8E4M3FN zeros (docs/ARCHITECTURE.md §5), never TensorRT custom ops or INT8 proxies.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ class QuantLinear(nn.Module):
             if weight_scale is None:
                 raise ValueError("an FP8 weight needs its per-row scale")
             self.register_buffer("weight", weight)
-            # Dequantize in the compute dtype, as the official Fp8Linear does for x.dtype (spec §8.2): in bf16
+            # Dequantize in the compute dtype, as the official Fp8Linear does for x.dtype (docs/MODEL.md §8.2): in bf16
             # this is bit-identical to the release's bf16 weight.
             self.register_buffer("weight_scale", weight_scale.to(dtype))
         else:

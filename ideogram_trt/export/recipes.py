@@ -1,4 +1,8 @@
-"""Precision recipes (DESIGN.md §5) and graph dtypes, as declarative configs."""
+"""Precision recipes (docs/ARCHITECTURE.md §5) and graph dtypes, as declarative configs.
+
+The recipes by name (``Recipe``, its help and defaults) are torch-free, in ``ideogram_trt.core.recipes``; they
+are re-exported here with the torch side: graph dtypes and the per-component quantization plans.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,20 @@ from enum import Enum
 
 import torch
 
-from ideogram_trt.core.contracts import Component
-from ideogram_trt.core.errors import InputError
+from ideogram_trt.core.components import Component
+from ideogram_trt.core.recipes import DEFAULT_RECIPE, Recipe, parse_enum
 
-
-class Recipe(str, Enum):
-    BF16 = "bf16"  # weights dequantized to bf16 (the reference), no Q/DQ
-    FP8_WO = "fp8-wo"  # the release's E4M3 weights + per-row scales unchanged, DequantizeLinear; bf16 activations
-    FP8 = "fp8"  # fp8-wo + calibrated per-tensor activation Q/DQ on the big GEMMs: true FP8 GEMMs
-
-    @property
-    def fp8_weights(self) -> bool:
-        return self is not Recipe.BF16
+__all__ = [
+    "DEFAULT_RECIPE",
+    "DIT_ACTIVATION_QUANT",
+    "DIT_EXCLUDED",
+    "TEXT_ENCODER_ACTIVATION_QUANT",
+    "GraphDType",
+    "QuantPlan",
+    "Recipe",
+    "parse_enum",
+    "quant_plan",
+]
 
 
 class GraphDType(str, Enum):
@@ -32,17 +38,9 @@ class GraphDType(str, Enum):
         return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[self.value]
 
 
-def parse_enum(kind: type[Enum], value: str, what: str) -> Enum:
-    try:
-        return kind(value)
-    except ValueError:
-        known = ", ".join(str(m.value) for m in kind)  # type: ignore[attr-defined]
-        raise InputError(f"unknown {what} {value!r}: use one of {known}") from None
-
-
 # The GEMMs whose inputs get activation Q/DQ under the fp8 recipe: 93% of the DiT's parameters and nearly all
-# per-token FLOPs (spec §12.4). Everything else stays out — input_proj, llm_cond_proj, t_embedding.*, adaln_proj,
-# *.adaln_modulation, final_layer.* — the exclusion list the NVFP4 release uses (spec §8.3).
+# per-token FLOPs (docs/MODEL.md §12.4). Everything else stays out — input_proj, llm_cond_proj, t_embedding.*,
+# adaln_proj, *.adaln_modulation, final_layer.* — the exclusion list the NVFP4 release uses (docs/MODEL.md §8.3).
 DIT_ACTIVATION_QUANT = (
     "layers.*.attention.qkv",
     "layers.*.attention.o",
@@ -98,7 +96,7 @@ def quant_plan(
     if recipe is not Recipe.FP8 or component is Component.VAE_DECODER:
         return QuantPlan()
     if component is Component.TEXT_ENCODER:
-        # The text encoder runs once per prompt; it stays weight-only unless asked (DESIGN.md §5).
+        # The text encoder runs once per prompt; it stays weight-only unless asked (docs/ARCHITECTURE.md §5).
         if not quantize_text_encoder:
             return QuantPlan()
         return QuantPlan(TEXT_ENCODER_ACTIVATION_QUANT, extra_excluded)

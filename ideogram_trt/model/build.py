@@ -1,4 +1,4 @@
-"""Build the PyTorch modules from a checkpoint: weights dequantized as the reference does (spec §8.2), cast to
+"""Build the PyTorch modules from a checkpoint: weights dequantized as the reference does (docs/MODEL.md §8.2), cast to
 the compute dtype, in eval mode. Modules are created on the meta device and take the loaded tensors as they
 are, so a full-size model costs its weights once, not twice."""
 
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ideogram_trt.core.errors import CheckpointError
-from ideogram_trt.model.checkpoint import TRANSFORMER, Checkpoint
+from ideogram_trt.model.checkpoint import TEXT_ENCODER, TRANSFORMER, Checkpoint
 from ideogram_trt.model.dit import IdeogramDiT
 from ideogram_trt.model.fp8 import dequantize_state
 from ideogram_trt.model.text_encoder import TextEncoder
@@ -34,7 +34,7 @@ def dit_from_state(
 ) -> IdeogramDiT:
     """The DiT from its stored tensors (FP8 or floating, native keys), dequantized and cast to ``dtype``."""
     weights = dequantize_state(state)
-    for key in TEXT_PROJECTION_KEYS:  # the text projection runs in the text encoder (spec §4.9)
+    for key in TEXT_PROJECTION_KEYS:  # the text projection runs in the text encoder (docs/MODEL.md §4.9)
         weights.pop(key, None)
     with torch.device("meta"):
         module = IdeogramDiT(checkpoint.dit_config(component), conditional=component == TRANSFORMER)
@@ -47,7 +47,7 @@ def text_encoder_state(checkpoint: Checkpoint) -> dict[str, torch.Tensor]:
     """The text encoder's stored tensors under the module's names (FP8 kept): the language model and the
     conditional DiT's text projection."""
     state = {f"language_model.{k}": v for k, v in checkpoint.text_encoder_state().items()}
-    # The final norm is loaded by the reference but never applied (spec §3.3); it may be absent.
+    # The final norm is loaded by the reference but never applied (docs/MODEL.md §3.3); it may be absent.
     state.setdefault("language_model.norm.weight", torch.ones(checkpoint.text_encoder.hidden_size))
     state.update(checkpoint.dit_state(TRANSFORMER, keys=[*TEXT_PROJECTION_KEYS, "llm_cond_proj.weight_scale"]))
     return state
@@ -62,7 +62,7 @@ def text_encoder_from_state(checkpoint: Checkpoint, state: dict[str, torch.Tenso
     state = dequantize_state(state)
     with torch.device("meta"):
         module = TextEncoder(checkpoint.text_encoder, checkpoint.transformer)
-    _assign(module, state, dtype, str(checkpoint.folder("text_encoder")))
+    _assign(module, state, dtype, str(checkpoint.folder(TEXT_ENCODER)))
     module.reset_buffers()
     return module.eval()
 

@@ -1,7 +1,7 @@
 """Open an Ideogram 4 checkpoint folder — the official FP8 release layout or a diffusers-layout bf16 repack —
 validate every config and tensor header up front, and hand out weights in the native (release) key names.
 
-Folder layout (spec §1.2): model_index.json, scheduler/, text_encoder/, tokenizer/, transformer/,
+Folder layout (docs/MODEL.md §1.2): model_index.json, scheduler/, text_encoder/, tokenizer/, transformer/,
 unconditional_transformer/ (absent in CFG-distilled checkpoints), vae/.
 """
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from ideogram_trt.core.components import Part
 from ideogram_trt.core.errors import CheckpointError, ConfigError
 from ideogram_trt.model.configs import (
     DiTConfig,
@@ -35,11 +36,12 @@ from ideogram_trt.model.layout import (
 from ideogram_trt.model.safetensors_folder import SafetensorsFolder
 
 PIPELINE_CLASS = "Ideogram4Pipeline"
-TRANSFORMER = "transformer"
-UNCONDITIONAL_TRANSFORMER = "unconditional_transformer"
-TEXT_ENCODER = "text_encoder"
+# Folder names of the release layout (docs/MODEL.md §1.2); those holding graph weights are core.components.Part.
+TRANSFORMER = Part.TRANSFORMER.value
+UNCONDITIONAL_TRANSFORMER = Part.UNCONDITIONAL_TRANSFORMER.value
+TEXT_ENCODER = Part.TEXT_ENCODER.value
 TOKENIZER = "tokenizer"
-VAE = "vae"
+VAE = Part.VAE.value
 SCHEDULER = "scheduler"
 DIT_COMPONENTS = (TRANSFORMER, UNCONDITIONAL_TRANSFORMER)
 WEIGHT_STEMS = {TRANSFORMER: "diffusion_pytorch_model", UNCONDITIONAL_TRANSFORMER: "diffusion_pytorch_model"}
@@ -183,7 +185,7 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
         if cfg.llm_features_dim != text.features_dim:
             raise ConfigError(
                 f"{source}: llm_features_dim is {cfg.llm_features_dim}, but the text encoder gives "
-                f"13 taps x {text.hidden_size} = {text.features_dim} (spec §3.3)"
+                f"13 taps x {text.hidden_size} = {text.features_dim} (docs/MODEL.md §3.3)"
             )
         if cfg.in_channels != vae.packed_channels:
             raise ConfigError(

@@ -1,5 +1,6 @@
-"""Typed configs read from a checkpoint's ``config.json`` files, with the released values as defaults (spec §3.1,
-§4.1, §6). Every value is checked on read; a bad one raises ``ConfigError`` naming the file, key and fix."""
+"""Typed configs read from a checkpoint's ``config.json`` files, with the released values as defaults
+(docs/MODEL.md §3.1, §4.1, §6). Every value is checked on read; a bad one raises ``ConfigError`` naming the file,
+key and fix."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, TypeVar
 
 from ideogram_trt.core.errors import ConfigError
 
-# spec §3.3: decoder layers whose outputs feed the DiT, interleaved channel-wise (c = h·13 + k).
+# docs/MODEL.md §3.3: decoder layers whose outputs feed the DiT, interleaved channel-wise (c = h·13 + k).
 TEXT_TAP_LAYERS: tuple[int, ...] = (0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 30, 33, 35)
 
 T = TypeVar("T")
@@ -98,7 +99,7 @@ def _get(raw: dict[str, Any], key: str, kind: type[T], default: T, source: str) 
 
 
 def _check_mrope(section: tuple[int, ...], head_dim: int, head_key: str, source: str) -> None:
-    """Interleaved MRoPE (spec §4.7) gives frequencies 1, 4, 7, … (section[1] of them) to h and 2, 5, 8, …
+    """Interleaved MRoPE (docs/MODEL.md §4.7) gives frequencies 1, 4, 7, … (section[1] of them) to h and 2, 5, 8, …
     (section[2]) to w; every other frequency is t's. Those indices must exist among the head_dim/2 frequencies.
     (The release DiT: (24, 20, 20) over 128 frequencies; Qwen3-VL's text model: the same over 64.)"""
     if len(section) != 3 or not all(isinstance(s, int) and s >= 0 for s in section):
@@ -106,7 +107,7 @@ def _check_mrope(section: tuple[int, ...], head_dim: int, head_key: str, source:
     if head_dim % 2 or 3 * max(section[1], section[2]) > head_dim // 2:
         raise ConfigError(
             f"{source}: 'mrope_section' {list(section)} needs {3 * max(section[1], section[2])} rotary frequencies "
-            f"for its h/w axes, but {head_key} {head_dim} has {head_dim // 2} (spec §4.7)"
+            f"for its h/w axes, but {head_key} {head_dim} has {head_dim // 2} (docs/MODEL.md §4.7)"
         )
 
 
@@ -158,7 +159,7 @@ def _positive(source: str, **values: int | float) -> None:
 
 @dataclass(frozen=True)
 class DiTConfig:
-    """``transformer/config.json`` (diffusers ``Ideogram4Transformer2DModel`` keys; spec §4.1)."""
+    """``transformer/config.json`` (diffusers ``Ideogram4Transformer2DModel`` keys; docs/MODEL.md §4.1)."""
 
     in_channels: int = 128
     num_layers: int = 34
@@ -220,7 +221,7 @@ class DiTConfig:
 
 @dataclass(frozen=True)
 class TextEncoderConfig:
-    """The Qwen3-VL text config inside ``text_encoder/config.json`` (spec §3.1)."""
+    """The Qwen3-VL text config inside ``text_encoder/config.json`` (docs/MODEL.md §3.1)."""
 
     vocab_size: int = 151936
     hidden_size: int = 4096
@@ -296,7 +297,7 @@ class TextEncoderConfig:
         if cfg.num_hidden_layers <= max(TEXT_TAP_LAYERS):
             raise ConfigError(
                 f"{source}: 'num_hidden_layers' is {cfg.num_hidden_layers}; the DiT taps layer "
-                f"{max(TEXT_TAP_LAYERS)}, so it needs at least {max(TEXT_TAP_LAYERS) + 1} (spec §3.3)"
+                f"{max(TEXT_TAP_LAYERS)}, so it needs at least {max(TEXT_TAP_LAYERS) + 1} (docs/MODEL.md §3.3)"
             )
         if cfg.num_attention_heads % cfg.num_key_value_heads:
             raise ConfigError(f"{source}: 'num_attention_heads' must be a multiple of 'num_key_value_heads'")
@@ -330,7 +331,7 @@ class TextEncoderConfig:
 
 @dataclass(frozen=True)
 class VAEConfig:
-    """``vae/config.json`` of ``AutoencoderKLFlux2`` (the FLUX.2 VAE; spec §6)."""
+    """``vae/config.json`` of ``AutoencoderKLFlux2`` (the FLUX.2 VAE; docs/MODEL.md §6)."""
 
     latent_channels: int = 32
     block_out_channels: tuple[int, ...] = (128, 256, 512, 512)
@@ -400,7 +401,7 @@ class VAEConfig:
         if cfg.downsample != 8:
             raise ConfigError(
                 f"{source}: 'block_out_channels' has {len(cfg.block_out_channels)} entries; the FLUX.2 VAE "
-                "downsamples 8x, which takes four blocks (spec §6)"
+                "downsamples 8x, which takes four blocks (docs/MODEL.md §6)"
             )
         for c in cfg.decoder_block_out_channels or cfg.block_out_channels:
             if c <= 0 or c % cfg.norm_num_groups:
@@ -413,7 +414,7 @@ class VAEConfig:
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    """``scheduler/scheduler_config.json``: only a sigma container, but its shift must be off (spec §5.1)."""
+    """``scheduler/scheduler_config.json``: only a sigma container, but its shift must be off (docs/MODEL.md §5.1)."""
 
     shift: float = 1.0
     use_dynamic_shifting: bool = False
@@ -427,6 +428,6 @@ class SchedulerConfig:
         if cfg.shift != 1.0 or cfg.use_dynamic_shifting:
             raise ConfigError(
                 f"{source}: the LogitNormal schedule needs shift=1.0 and use_dynamic_shifting=false "
-                f"(got shift={cfg.shift}, use_dynamic_shifting={cfg.use_dynamic_shifting}; spec §5.1)"
+                f"(got shift={cfg.shift}, use_dynamic_shifting={cfg.use_dynamic_shifting}; docs/MODEL.md §5.1)"
             )
         return cfg

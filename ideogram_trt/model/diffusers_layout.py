@@ -2,9 +2,9 @@
 loads correctly (the reference for every parity check).
 
 diffusers 0.42.1 loads a release folder without complaint and computes garbage — q/k/v/out stay zero, the
-scales are dropped, raw E4M3 codes are used unscaled (DESIGN.md §9) — so the reference is always loaded from
+scales are dropped, raw E4M3 codes are used unscaled (docs/ARCHITECTURE.md §9) — so the reference is always loaded from
 this conversion: DiT attention split into ``to_q``/``to_k``/``to_v``/``to_out.0``, every FP8 weight dequantized
-to bf16 exactly as the release's reference code does (spec §8.2), the text encoder saved as a transformers
+to bf16 exactly as the release's reference code does (docs/MODEL.md §8.2), the text encoder saved as a transformers
 ``Qwen3VLModel`` (its unused vision tower freshly initialized from a fixed seed).
 """
 

@@ -1,13 +1,13 @@
-"""The Ideogram 4 DiT written for export, taking the engine inputs of DESIGN.md §4 (spec §4.5).
+"""The Ideogram 4 DiT written for export, taking the engine inputs of docs/ARCHITECTURE.md §4 (docs/MODEL.md §4.5).
 
-Same math as diffusers' ``Ideogram4Transformer2DModel``, refactored exactly (spec §4.9):
+Same math as diffusers' ``Ideogram4Transformer2DModel``, refactored exactly (docs/MODEL.md §4.9):
 - the text projection (``llm_cond_norm`` + ``llm_cond_proj``) lives in the text encoder, so the conditional DiT
   takes ``text_hidden`` [B, T, D] and never sees the 53,248-wide features;
 - RoPE tables arrive from the host in fp32 (``core.rope``); positions never enter the graph;
-- a key-padding mask replaces the block-diagonal segment mask (equal on valid tokens, spec §4.6), and the
+- a key-padding mask replaces the block-diagonal segment mask (equal on valid tokens, docs/MODEL.md §4.6), and the
   common single-length case runs with no mask at all;
 - the output is the image rows only, in fp32 (as sglang returns it).
-Parameter names are the release's native ones (fused ``attention.qkv``, ``attention.o``; spec §4.2).
+Parameter names are the release's native ones (fused ``attention.qkv``, ``attention.o``; docs/MODEL.md §4.2).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from torch import nn
 from ideogram_trt.model.configs import DiTConfig
 from ideogram_trt.model.layers import RMSNorm, rotate_half
 
-QK_NORM_EPS = 1e-5  # spec §4.1: hard-coded
+QK_NORM_EPS = 1e-5  # docs/MODEL.md §4.1: hard-coded
 FINAL_NORM_EPS = 1e-6
-TIMESTEP_SCALE = 1e4  # spec §4.5: the embedding sees 1e4·t
+TIMESTEP_SCALE = 1e4  # docs/MODEL.md §4.5: the embedding sees 1e4·t
 
 
 def rope_inv_freq(config: DiTConfig) -> np.ndarray:
@@ -77,7 +77,7 @@ class FeedForward(nn.Module):
 
 
 class Block(nn.Module):
-    """Sandwich-norm block with scale + tanh-gate modulation, no shift (spec §4.5)."""
+    """Sandwich-norm block with scale + tanh-gate modulation, no shift (docs/MODEL.md §4.5)."""
 
     def __init__(self, config: DiTConfig) -> None:
         super().__init__()
@@ -139,7 +139,7 @@ class FinalLayer(nn.Module):
         self.adaln_modulation = nn.Linear(config.adaln_dim, config.hidden_size, bias=True)
 
     def forward(self, h: torch.Tensor, adaln: torch.Tensor) -> torch.Tensor:
-        # adaln is already silu(...): the second SiLU is the reference's and every port keeps it (spec §4.5).
+        # adaln is already silu(...): the second SiLU is the reference's and every port keeps it (docs/MODEL.md §4.5).
         scale = 1.0 + self.adaln_modulation(F.silu(adaln))
         normed = F.layer_norm(h, (h.shape[-1],), eps=FINAL_NORM_EPS)
         return self.linear(normed * scale)
@@ -149,7 +149,7 @@ class IdeogramDiT(nn.Module):
     """Conditional (``text_hidden`` given) or unconditional (image tokens only) velocity predictor.
 
     Inputs follow ``core.contracts``: ``latents`` fp32 [B, N, C]; ``timestep`` fp32 [B] (cast to the compute
-    dtype before the embedding, as every reference does; spec §5.2); ``rope_cos``/``rope_sin`` fp32 [L, R]
+    dtype before the embedding, as every reference does; docs/MODEL.md §5.2); ``rope_cos``/``rope_sin`` fp32 [L, R]
     or, per row, [B, L, R] with L = T + N (cond) or N (uncond); ``text_hidden`` [B, T, D] and optional
     ``text_mask`` [B, T] (1 = real token) for left-padded batches. Returns ``velocity`` fp32 [B, N, C].
     """
@@ -162,7 +162,7 @@ class IdeogramDiT(nn.Module):
         self.input_proj = nn.Linear(config.in_channels, d, bias=True)
         self.t_embedding = TimestepEmbedding(d)
         self.adaln_proj = nn.Linear(d, config.adaln_dim, bias=True)
-        # Row 1 marks image tokens; row 0 text (and pad) tokens (spec §4.5).
+        # Row 1 marks image tokens; row 0 text (and pad) tokens (docs/MODEL.md §4.5).
         self.embed_image_indicator = nn.Embedding(2, d)
         self.layers = nn.ModuleList(Block(config) for _ in range(config.num_layers))
         self.final_layer = FinalLayer(config)

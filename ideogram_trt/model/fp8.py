@@ -1,7 +1,7 @@
-"""Row-wise FP8 weights of the official release (spec §8).
+"""Row-wise FP8 weights of the official release (docs/MODEL.md §8).
 
 Every linear stores an E4M3 ``weight`` [out, in] and an F32 ``weight_scale`` [out]. The reference dequantizes
-in bf16 (spec §8.2): ``bf16(fp8→bf16(w) · bf16(scale))`` — the scale is rounded to bf16 first and the product
+in bf16 (docs/MODEL.md §8.2): ``bf16(fp8→bf16(w) · bf16(scale))`` — the scale is rounded to bf16 first and the product
 rounded to bf16. That bf16 tensor is "the" weight; fp32 modules use it upcast, so fp32 graphs reproduce the
 release's numerics instead of the slightly different exact product.
 """
@@ -16,7 +16,7 @@ SCALE_SUFFIX = "_scale"
 
 
 def dequantize_rowwise(weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """``w.to(bf16) * scale.to(bf16)[:, None]``: the release's weight, bit for bit (spec §8.2)."""
+    """``w.to(bf16) * scale.to(bf16)[:, None]``: the release's weight, bit for bit (docs/MODEL.md §8.2)."""
     return weight.to(torch.bfloat16) * scale.to(torch.bfloat16)[:, None]
 
 

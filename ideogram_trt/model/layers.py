@@ -7,7 +7,7 @@ from torch import nn
 
 
 class RMSNorm(nn.Module):
-    """diffusers' RMSNorm (spec §4.5): variance in fp32, normalize, cast to the weight dtype, then scale.
+    """diffusers' RMSNorm (docs/MODEL.md §4.5): variance in fp32, normalize, cast to the weight dtype, then scale.
 
     ``x * rsqrt(var + eps)`` promotes a bf16 ``x`` to fp32, and the product is rounded to bf16 before the weight
     multiply; reproducing that order keeps bf16 graphs bit-compatible with the reference.

@@ -1,9 +1,9 @@
-"""What each component's weights must contain, in the release layout and in the diffusers layout (spec §8.1).
+"""What each component's weights must contain, in the release layout and in the diffusers layout (docs/MODEL.md §8.1).
 
 Release ("native") DiT keys fuse attention as ``attention.qkv`` [3d, d] and name the output ``attention.o``;
 every linear is an E4M3 ``weight`` with an F32 ``weight_scale`` [out]. The diffusers layout splits
 ``to_q``/``to_k``/``to_v``, names ``to_out.0`` and stores floating weights. Anything not listed here is refused:
-loading what is not understood is how a reference silently computes garbage (DESIGN.md §9).
+loading what is not understood is how a reference silently computes garbage (docs/ARCHITECTURE.md §9).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def dit_expected(config: DiTConfig, layout: Layout, conditional: bool) -> dict[s
         "final_layer.adaln_modulation.weight": lin(d, a),
         "final_layer.adaln_modulation.bias": vec(d),
     }
-    # The unconditional DiT has the same class; its text projection is dead (spec §4.8), so it may be absent.
+    # The unconditional DiT has the same class; its text projection is dead (docs/MODEL.md §4.8), so it may be absent.
     out["llm_cond_norm.weight"] = Expected((f,), optional=not conditional)
     out["llm_cond_proj.weight"] = Expected((d, f), linear=True, optional=not conditional)
     out["llm_cond_proj.bias"] = Expected((d,), optional=not conditional)
@@ -84,7 +84,7 @@ def text_encoder_expected(config: TextEncoderConfig) -> dict[str, Expected]:
     p0 = TEXT_PREFIX
     out = {
         p0 + "embed_tokens.weight": Expected((config.vocab_size, h)),
-        p0 + "norm.weight": Expected((h,), optional=True),  # the final norm is never applied (spec §3.3)
+        p0 + "norm.weight": Expected((h,), optional=True),  # the final norm is never applied (docs/MODEL.md §3.3)
     }
     for n in range(config.num_hidden_layers):
         p = f"{p0}layers.{n}."
@@ -133,12 +133,12 @@ def check_tensors(
             if scale is None:
                 raise CheckpointError(
                     f"{source}: tensor {scale_key!r} is missing; every FP8 weight needs its F32 per-row scale "
-                    "(spec §8.1)"
+                    "(docs/MODEL.md §8.1)"
                 )
             if scale.shape != (want.shape[0],) or scale.dtype != "F32":
                 raise CheckpointError(
                     f"{source}: tensor {scale_key!r} is {scale.dtype} {list(scale.shape)}, expected F32 "
-                    f"[{want.shape[0]}] (one scale per output row, spec §8.1)"
+                    f"[{want.shape[0]}] (one scale per output row, docs/MODEL.md §8.1)"
                 )
             continue
         if got.dtype not in FLOAT_DTYPES:

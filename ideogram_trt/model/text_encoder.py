@@ -1,5 +1,5 @@
 """Text encoder for export: Qwen3-VL's language model, 13 interleaved taps, then the conditional DiT's text
-projection (spec §3.3, §4.9), from ``input_ids`` + left-padded ``attention_mask`` to ``text_hidden`` [B, T, D].
+projection (docs/MODEL.md §3.3, §4.9), from ``input_ids`` + left-padded ``attention_mask`` to ``text_hidden`` [B, T, D].
 
 The decoder layers are transformers' own; only the mask and positions are built here, in a form that exports:
 causal ∧ valid-key, plus the diagonal so a pad row (which has no valid key before it) attends to itself instead
@@ -14,7 +14,7 @@ from torch import nn
 from ideogram_trt.model.configs import TEXT_TAP_LAYERS, DiTConfig, TextEncoderConfig
 from ideogram_trt.model.layers import RMSNorm
 
-LLM_COND_NORM_EPS = 1e-6  # spec §4.1: hard-coded in the DiT
+LLM_COND_NORM_EPS = 1e-6  # docs/MODEL.md §4.1: hard-coded in the DiT
 
 
 def build_language_model(config: TextEncoderConfig) -> nn.Module:
@@ -45,7 +45,7 @@ class TextEncoder(nn.Module):
         lm = self.language_model
         valid = attention_mask.to(torch.bool)
         h = lm.embed_tokens(input_ids.to(torch.int64))
-        # Positions 0..n-1 on real tokens, 0 on the left pads (as diffusers builds them; spec §3.2).
+        # Positions 0..n-1 on real tokens, 0 on the left pads (as diffusers builds them; docs/MODEL.md §3.2).
         positions = (torch.cumsum(attention_mask.to(torch.int64), dim=-1) - 1).clamp(min=0)
         cos, sin = lm.rotary_emb(h, positions.unsqueeze(0).expand(3, -1, -1))
         index = torch.arange(input_ids.shape[1], device=input_ids.device)
@@ -71,7 +71,7 @@ class TextEncoder(nn.Module):
         return features * attention_mask.unsqueeze(-1).to(features.dtype)
 
     def run_layers(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
-        """The outputs of the tapped decoder layers (spec §3.3); layers after the last tap never run."""
+        """The outputs of the tapped decoder layers (docs/MODEL.md §3.3); layers after the last tap never run."""
         h, cos, sin, mask = self.embed(input_ids, attention_mask)
         taps = []
         for index in range(max(TEXT_TAP_LAYERS) + 1):

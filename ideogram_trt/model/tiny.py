@@ -1,4 +1,5 @@
-"""Tiny random Ideogram 4 checkpoints in exactly the release layout (DESIGN.md §9), for tests, CI and the demo.
+"""Tiny random Ideogram 4 checkpoints in exactly the release layout (docs/ARCHITECTURE.md §9), for tests, CI and
+the demo.
 
 Only widths shrink: the text encoder keeps 36 layers (the taps reach layer 35), the VAE its four blocks (8x
 downsampling) and 2x2 patch, so one token is 16x16 pixels and 256x256 is 256 tokens. Every DiT and text-encoder
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from ideogram_trt.core.components import Part
 from ideogram_trt.core.errors import IdeogramTrtError
 from ideogram_trt.core.files import remove_stale, staged_dir
 from ideogram_trt.model.configs import TEXT_TAP_LAYERS, DiTConfig, TextEncoderConfig, VAEConfig
@@ -61,7 +63,7 @@ class TinySpec:
 
     @classmethod
     def release(cls, seed: int = 0) -> TinySpec:
-        """Every width of the released model (spec §3.1, §4.1, §6): a full-size random checkpoint."""
+        """Every width of the released model (docs/MODEL.md §3.1, §4.1, §6): a full-size random checkpoint."""
         return cls(
             seed=seed,
             layers=34,
@@ -117,7 +119,7 @@ def dit_config(spec: TinySpec) -> DiTConfig:
 
 
 def text_encoder_config_json(spec: TinySpec, vocab_size: int) -> dict[str, Any]:
-    """A Qwen3-VL config (text + a tiny vision tower) with the release's FP8 flag (spec §8.1)."""
+    """A Qwen3-VL config (text + a tiny vision tower) with the release's FP8 flag (docs/MODEL.md §8.1)."""
     text = TextEncoderConfig(
         vocab_size=vocab_size,
         hidden_size=spec.text_hidden,
@@ -206,7 +208,7 @@ def model_index_json() -> dict[str, Any]:
         "_class_name": "Ideogram4Pipeline",
         "_diffusers_version": DIFFUSERS_VERSION,
         "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
-        "text_encoder": ["transformers", "Qwen3VLModel"],
+        Part.TEXT_ENCODER.value: ["transformers", "Qwen3VLModel"],
         "tokenizer": ["transformers", "Qwen2Tokenizer"],
         "transformer": ["diffusers", "Ideogram4Transformer2DModel"],
         "unconditional_transformer": ["diffusers", "Ideogram4Transformer2DModel"],
@@ -247,7 +249,7 @@ Progress = Callable[[str, int, int], None]  # (weight files being written, keys 
 
 
 def _store(sink: Sink, key: str, value: torch.Tensor, linear: bool) -> None:
-    """Linears as E4M3 + F32 per-row scale, everything else bf16 (spec §8.1); handed over on the CPU."""
+    """Linears as E4M3 + F32 per-row scale, everything else bf16 (docs/MODEL.md §8.1); handed over on the CPU."""
     if linear:
         weight, scale = quantize_rowwise(value)
         sink(key, weight.cpu())
@@ -319,7 +321,7 @@ def vae_state(
     return {k: v.cpu() for k, v in out.items()}
 
 
-COMPONENTS = ("transformer", "unconditional_transformer", "text_encoder", "vae")
+COMPONENTS = tuple(part.value for part in Part)  # transformer, unconditional_transformer, text_encoder, vae
 
 
 def _generator(spec: TinySpec, stream: int, device: str) -> torch.Generator:
@@ -395,12 +397,12 @@ def _write_into(
             draw_release_states(expected, _generator(spec, 0, device), sinks[0], sinks[1], tick=tick)
 
     te_json = text_encoder_config_json(spec, max(vocab, spec.vocab_size))
-    _write_json(root / "text_encoder" / "config.json", te_json)
-    if "text_encoder" in components:
+    _write_json(root / Part.TEXT_ENCODER.value / "config.json", te_json)
+    if Part.TEXT_ENCODER.value in components:
         te_config = TextEncoderConfig.from_dict(te_json, "tiny text encoder")
         expected = text_encoder_expected(te_config)
-        with _stream(root / "text_encoder" / "model.safetensors", expected) as out:
-            tick = _ticker(progress, "text_encoder", len(expected))
+        with _stream(root / Part.TEXT_ENCODER.value / "model.safetensors", expected) as out:
+            tick = _ticker(progress, Part.TEXT_ENCODER.value, len(expected))
             draw_release_states(expected, _generator(spec, 2, device), out.add, scale=text_encoder_scale, tick=tick)
 
     vae_json = vae_config_json(spec)

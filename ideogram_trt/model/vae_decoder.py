@@ -1,7 +1,7 @@
-"""VAE decoder for export: latent de-normalization + unpatchify + FLUX.2 decoder + [0, 1] image (spec §6).
+"""VAE decoder for export: latent de-normalization + unpatchify + FLUX.2 decoder + [0, 1] image (docs/MODEL.md §6).
 
 The de-normalization comes from the VAE's own ``bn`` running statistics, as diffusers does it, so it holds for
-any checkpoint (the official LATENT_SCALE/LATENT_SHIFT constants are expected to equal them; spec §13.3). The
+any checkpoint (the official LATENT_SCALE/LATENT_SHIFT constants are expected to equal them; docs/MODEL.md §13.3). The
 statistics are indexed in the packed channel order (patch_row, patch_col, ae_channel).
 """
 
@@ -51,7 +51,7 @@ class VaeDecoder(nn.Module):
         c = self.config.latent_channels
         std = torch.sqrt(self.latent_var.to(torch.float32) + self.config.batch_norm_eps)
         z = latents.to(torch.float32) * std + self.latent_mean.to(torch.float32)
-        # Unpatchify (spec §6): token (h, w) channel (pr, pc, ch) → pixel latent (ch, 2h + pr, 2w + pc).
+        # Unpatchify (docs/MODEL.md §6): token (h, w) channel (pr, pc, ch) → pixel latent (ch, 2h + pr, 2w + pc).
         z = z.view(b, gh, gw, 2, 2, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, 2 * gh, 2 * gw)
         z = z.to(self.dtype)
         if self.post_quant_conv is not None:

@@ -26,7 +26,7 @@ StepCallback = Callable[[int, float], None]
 
 @dataclass(frozen=True)
 class DenoiseInputs:
-    """Everything one prompt's denoising needs, computed on the host by the pipeline (spec §4.4, §4.7)."""
+    """Everything one prompt's denoising needs, computed on the host by the pipeline (docs/MODEL.md §4.4, §4.7)."""
 
     latents: np.ndarray  # float32 [B, N, C] initial noise
     text_hidden: np.ndarray  # [B, T, D] this prompt's rows only (exact length: the mask-free engine)

@@ -19,6 +19,7 @@ from typing import Any
 
 from ideogram_trt import __version__
 from ideogram_trt.core.buckets import Bucket
+from ideogram_trt.core.components import Component
 from ideogram_trt.core.errors import InputError
 from ideogram_trt.core.flops import CARDS, RequestFlops, request_flops
 from ideogram_trt.core.gpu import visible_gpus
@@ -120,11 +121,11 @@ def flop_table(bucket: Bucket, preset: str, text_tokens: int, card: str) -> dict
         raise InputError(f"--text-tokens {text_tokens}: give a prompt length from 1 to {MAX_TEXT_TOKENS} tokens")
     flops: RequestFlops = request_flops(bucket, get_preset(preset), text_tokens)
     stages = {
-        "text_encoder": flops.text_encoder,
+        Component.TEXT_ENCODER.value: flops.text_encoder,
         "dit_cond_step": flops.cond_step,
         "dit_uncond_step": flops.uncond_step,
         "denoise": flops.denoise,
-        "vae_decoder": flops.vae,
+        Component.VAE_DECODER.value: flops.vae,
         "total": flops.total,
     }
     return {

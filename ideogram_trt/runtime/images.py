@@ -14,6 +14,12 @@ import numpy as np
 from ideogram_trt import __version__
 from ideogram_trt.core.errors import InputError
 from ideogram_trt.core.files import atomic_write, check_output_target, remove_stale
+from ideogram_trt.core.schedule import Schedule
+
+
+def schedule_parameters(schedule: Schedule) -> dict[str, object]:
+    """The sampling settings a PNG records (``parameters``): the CLI's and Triton's PNGs carry the same."""
+    return {"steps": schedule.steps, "guidance": schedule.guidance.tolist(), "terminal": schedule.terminal.value}
 
 
 def png_metadata(

@@ -13,6 +13,7 @@ import numpy as np
 
 from ideogram_trt.core import contracts as io
 from ideogram_trt.core.buckets import Bucket
+from ideogram_trt.core.components import Component
 from ideogram_trt.core.manifest import EngineEntry, Manifest
 from ideogram_trt.core.sampling import denoise
 from ideogram_trt.runtime.backend import NUMPY_DTYPES, DenoiseInputs, Generated, StepCallback
@@ -30,14 +31,14 @@ class OnnxRuntimeBackend:
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
-        self._sessions: dict[str, object] = {}
-        self._inputs: dict[str, dict[str, type]] = {}
+        self._sessions: dict[Component, object] = {}
+        self._inputs: dict[Component, dict[str, type]] = {}
         for entry in manifest.engines.values():
             self._sessions[entry.graph] = ort.InferenceSession(str(root / entry.file), options, providers=providers)
             self._inputs[entry.graph] = _input_dtypes(entry)
         self.providers = providers
 
-    def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    def _run(self, graph: Component, feeds: dict[str, np.ndarray]) -> np.ndarray:
         dtypes = self._inputs[graph]
         session = self._sessions[graph]
         cast: dict[str, np.ndarray] = {
@@ -46,7 +47,7 @@ class OnnxRuntimeBackend:
         return session.run(None, cast)[0]  # type: ignore[attr-defined,no-any-return]
 
     def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return self._run(io.TEXT_ENCODER.component.value, {io.INPUT_IDS: input_ids, io.ATTENTION_MASK: attention_mask})
+        return self._run(Component.TEXT_ENCODER, {io.INPUT_IDS: input_ids, io.ATTENTION_MASK: attention_mask})
 
     def generate(self, inputs: DenoiseInputs, on_step: StepCallback | None = None) -> Generated:
         steps: list[float] = []
@@ -65,7 +66,7 @@ class OnnxRuntimeBackend:
         batch = inputs.latents.shape[0]
         cos_c, sin_c = inputs.rope_cond
         cos_u, sin_u = inputs.rope_uncond
-        has_uncond = "dit_uncond" in self._sessions
+        has_uncond = Component.DIT_UNCOND in self._sessions
 
         def cond(z: np.ndarray, t: float) -> np.ndarray:
             feeds = {
@@ -75,7 +76,7 @@ class OnnxRuntimeBackend:
                 io.ROPE_COS: cos_c,
                 io.ROPE_SIN: sin_c,
             }
-            return self._run("dit_cond", feeds)
+            return self._run(Component.DIT_COND, feeds)
 
         def uncond(z: np.ndarray, t: float) -> np.ndarray:
             feeds = {
@@ -84,7 +85,7 @@ class OnnxRuntimeBackend:
                 io.ROPE_COS: cos_u,
                 io.ROPE_SIN: sin_u,
             }
-            return self._run("dit_uncond", feeds)
+            return self._run(Component.DIT_UNCOND, feeds)
 
         last = [time.perf_counter()]
 
@@ -99,8 +100,8 @@ class OnnxRuntimeBackend:
     def decode(self, latents: np.ndarray, bucket: Bucket) -> np.ndarray:
         grid_h, grid_w = bucket.grid
         packed = latents.reshape(latents.shape[0], grid_h, grid_w, latents.shape[-1])
-        return self._run("vae_decoder", {io.LATENTS: packed}).astype(np.float32)
+        return self._run(Component.VAE_DECODER, {io.LATENTS: packed}).astype(np.float32)
 
 
 def _input_dtypes(entry: EngineEntry) -> dict[str, type]:
-    return {spec["name"]: NUMPY_DTYPES[spec["dtype"]] for spec in entry.inputs}
+    return {spec.name: NUMPY_DTYPES[spec.dtype] for spec in entry.inputs}

@@ -2,8 +2,8 @@
 
 Per request: tokenize (the checkpoint's chat template, left padding, 2048-token limit), run the text encoder once
 for all prompts, then per prompt run the LogitNormal loop for its images at the prompt's exact text length (the
-mask-free engine; spec §4.6), and decode. Host-side math is ``core``: schedule (float64, spec §5), RoPE tables
-(float32), seeded noise.
+mask-free engine; docs/MODEL.md §4.6), and decode. Host-side math is ``core``: schedule (float64,
+docs/MODEL.md §5), RoPE tables (float32), seeded noise.
 
 Seeds: the k-th image of a request (prompt-major: all images of the first prompt, then the second's) starts from
 ``core.noise.initial_latents(seed + k)``, so every image can be reproduced alone with its own seed.
@@ -21,9 +21,17 @@ import numpy as np
 
 from ideogram_trt.core import rope
 from ideogram_trt.core.buckets import Bucket, nearest
+from ideogram_trt.core.components import Component
 from ideogram_trt.core.digest import file_digest
 from ideogram_trt.core.errors import EngineOutputError, InputError
-from ideogram_trt.core.manifest import MANIFEST_FILE, Flavor, Manifest, RuntimeEnv, bucket_refusal, require_runnable
+from ideogram_trt.core.manifest import (
+    MANIFEST_FILE,
+    EngineSetError,
+    Manifest,
+    RuntimeEnv,
+    bucket_refusal,
+    require_runnable,
+)
 from ideogram_trt.core.noise import initial_latents
 from ideogram_trt.core.prompts import check_prompt
 from ideogram_trt.core.requests import check_guidance, check_images, check_seed, check_steps, whole
@@ -39,7 +47,6 @@ from ideogram_trt.core.schedule import (
 from ideogram_trt.core.tokenization import PromptTokenizer
 from ideogram_trt.runtime.backend import Backend, DenoiseInputs
 
-BACKENDS = ("onnxruntime", "tensorrt")
 DISTILLED_DEFAULT = PresetName.V4_FAST_20  # checkpoints without an unconditional DiT
 
 
@@ -82,12 +89,14 @@ class Pipeline:
         self.root, self.manifest, self.backend, self.tokenizer = root, manifest, backend, tokenizer
         self.engine_set_id = file_digest(root / MANIFEST_FILE)
         model = manifest.model
-        rope_facts = model.get("rope") or {}
-        self._inv_freq = np.asarray(rope_facts.get("inv_freq", []), dtype=np.float32)
-        self._mrope_section = tuple(rope_facts.get("mrope_section", ()))
-        self._channels = int(model["latent_channels"])
-        self.has_unconditional = bool(model.get("has_unconditional"))
-        # RoPE tables are row-wise in the positions, and image positions do not depend on the text (spec §4.4):
+        rope = model.rope
+        self._inv_freq = np.asarray([] if rope is None else rope.inv_freq, dtype=np.float32)
+        self._mrope_section = () if rope is None else tuple(rope.mrope_section)
+        if model.latent_channels is None:  # structure_problems refuses such a set before it gets here
+            raise EngineSetError(f"{root}: the manifest's model facts lack latent_channels; rebuild the engine set")
+        self._channels = model.latent_channels
+        self.has_unconditional = model.has_unconditional
+        # RoPE tables are row-wise in the positions, and image positions do not depend on the text (docs/MODEL.md §4.4):
         # one image table per bucket and one text table serve every request (about 40 ms each at 1024²).
         self._image_rope = functools.lru_cache(maxsize=None)(self._image_tables)  # keys: the manifest's buckets
 
@@ -102,27 +111,15 @@ class Pipeline:
         """Open an engine set; the backend follows the manifest's flavor unless ``backend`` overrides it.
         ``allow_other_gpu`` runs datacenter TensorRT plans built on another GPU model of the same compute
         capability (refused by default)."""
+        from ideogram_trt.runtime.backends import choose_backend
+
         root = Path(path)
         manifest = Manifest.load(root)
-        chosen = backend or ("onnxruntime" if manifest.flavor is Flavor.ONNXRUNTIME else "tensorrt")
-        if chosen not in BACKENDS:
-            raise InputError(f"unknown backend {chosen!r}: use one of {', '.join(BACKENDS)}")
-        if (chosen == "onnxruntime") != (manifest.flavor is Flavor.ONNXRUNTIME):
-            raise InputError(
-                f"{root} holds {manifest.flavor.value} engines, which the {chosen} backend cannot run; build an "
-                f"engine set with --flavor {'onnxruntime' if chosen == 'onnxruntime' else 'tensorrt-rtx'}"
-            )
+        chosen = choose_backend(root, manifest, backend)  # refuses an unknown name, or a flavor it cannot run
         require_runnable(root, manifest, env or RuntimeEnv.detect(), allow_other_gpu=allow_other_gpu)
-        if not manifest.tokenizer or "text_encoder" not in {e.graph for e in manifest.engines.values()}:
+        if not manifest.tokenizer or not manifest.has(Component.TEXT_ENCODER):
             raise InputError(f"{root}: this engine set has no text encoder; rebuild it with all four components")
-        if chosen == "onnxruntime":
-            from ideogram_trt.runtime.onnxruntime_backend import OnnxRuntimeBackend
-
-            runner: Backend = OnnxRuntimeBackend(root, manifest)
-        else:
-            from ideogram_trt.runtime.tensorrt_backend import TensorRTBackend
-
-            runner = TensorRTBackend(root, manifest)
+        runner = chosen.factory(root, manifest)
         return cls(root, manifest, runner, PromptTokenizer.from_dir(root / manifest.tokenizer))
 
     # --- request resolution ---------------------------------------------------------------------------------

@@ -25,7 +25,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ideogram_trt.core import contracts as io
+from ideogram_trt.core.components import Component
 from ideogram_trt.core.manifest import EngineEntry, Manifest
+from ideogram_trt.core.records import TensorEntry
+from ideogram_trt.core.sampling import steps
+from ideogram_trt.core.shapes import Sizes
 from ideogram_trt.runtime.backend import NUMPY_DTYPES, DenoiseInputs, Generated, StepCallback
 from ideogram_trt.runtime.cuda import Cuda, CudaError, CudaRuntime
 
@@ -34,15 +38,6 @@ if TYPE_CHECKING:
 
 GRAPHS_PER_ENGINE = 32  # captured CUDA graphs kept per engine (one per text length in use)
 ITEM_SIZES = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4, "int64": 8}
-# Tensors that several engines share, by engine-contract name: one device buffer each.
-SHARED = {
-    io.LATENTS: "latents",
-    io.VELOCITY: None,  # per engine: dit_cond → velocity_cond, dit_uncond → velocity_uncond
-    io.VELOCITY_COND: "velocity_cond",
-    io.VELOCITY_UNCOND: "velocity_uncond",
-    io.TIMESTEP: "timestep",
-    io.TEXT_HIDDEN: None,  # the text encoder's output (all prompts, padded) differs from one prompt's rows
-}
 
 
 @dataclass
@@ -67,7 +62,7 @@ class _Engine:
         self.context: trt.IExecutionContext = engine.create_execution_context(strategy)
         self.profile: int | None = None
         self.graphs: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-        self.inputs = [spec["name"] for spec in entry.inputs]
+        self.inputs = [spec.name for spec in entry.inputs]
 
     def scratch_bytes(self) -> int:
         return max(
@@ -83,15 +78,12 @@ class _Engine:
 
     def output_max_shape(self, name: str) -> list[int]:
         """Outputs have no profile: take the engine's shape with every input at its largest."""
-        spec = next(s for s in self.entry.outputs if s["name"] == name)
-        sizes: dict[str, int] = {}
-        for entry in self.entry.inputs:
-            for symbol, size in zip(entry["shape"], self.max_shape(entry["name"]), strict=True):
-                if isinstance(symbol, str):
-                    sizes[symbol] = max(sizes.get(symbol, 0), size)
-        if {"GH", "GW"} <= sizes.keys():  # the VAE's image: 16 pixels per token on each side
-            sizes["H"], sizes["W"] = sizes["GH"] * io.PIXELS_PER_TOKEN, sizes["GW"] * io.PIXELS_PER_TOKEN
-        return [d if isinstance(d, int) else int(d) if str(d).isdigit() else sizes[d] for d in spec["shape"]]
+        sizes = Sizes.bind([(entry.shape, self.max_shape(entry.name)) for entry in self.entry.inputs])
+        return list(sizes.resolve(self.entry.output(name).shape))
+
+    def shapes(self, sizes: Sizes) -> dict[str, tuple[int, ...]]:
+        """The input shapes to set for one call at ``sizes``."""
+        return {spec.name: sizes.resolve(spec.shape) for spec in self.entry.inputs}
 
 
 class TensorRTBackend:
@@ -127,38 +119,25 @@ class TensorRTBackend:
     # --- buffers ------------------------------------------------------------------------------------------------
 
     def _buffer_name(self, engine: str, tensor: str) -> str:
-        graph = self.engines[engine].entry.graph
-        if tensor == io.VELOCITY:
-            return {"dit_cond": "velocity_cond", "dit_cond_masked": "velocity_cond", "dit_uncond": "velocity_uncond"}[
-                graph
-            ]
-        if graph == "vae_decoder" and tensor == io.LATENTS:
-            return "latents"  # the same bytes as [B, N, C]
-        if graph == "text_encoder" and tensor == io.TEXT_HIDDEN:
-            return "encoded"
-        if graph == "sampler" and tensor == io.LATENTS_NEXT:
-            return "latents_next"
-        if graph == "dit_uncond" and tensor in (io.ROPE_COS, io.ROPE_SIN):
-            return f"{tensor}_uncond"
-        shared = SHARED.get(tensor)
-        return shared or tensor
+        # The VAE reads the latents as [B, GH, GW, C]: the same bytes as [B, N, C] (core.contracts).
+        return self.engines[engine].entry.graph.spec.buffer(tensor)
 
-    def _bind(self, engine_name: str, engine: _Engine, spec: dict[str, Any]) -> None:
-        name = self._buffer_name(engine_name, spec["name"])
-        nbytes = int(np.prod(engine.max_shape(spec["name"]))) * ITEM_SIZES[spec["dtype"]]
+    def _bind(self, engine_name: str, engine: _Engine, spec: TensorEntry) -> None:
+        name = self._buffer_name(engine_name, spec.name)
+        nbytes = int(np.prod(engine.max_shape(spec.name))) * ITEM_SIZES[spec.dtype]
         binding = self.buffers.get(name)
         if binding is None or binding.nbytes < nbytes:
-            binding = _Binding(name, self.cuda.malloc(nbytes), nbytes, spec["dtype"])
+            binding = _Binding(name, self.cuda.malloc(nbytes), nbytes, spec.dtype)
             if name in self.buffers:  # grow: the engines bound to the old pointer are rebound below
                 self.cuda.free(self.buffers[name].pointer)
             self.buffers[name] = binding
-            if name == "velocity_uncond":  # read (times zero) when guidance is 1 and the unconditional DiT is skipped
+            if name == io.VELOCITY_UNCOND:  # read (times zero) when guidance is 1 and the unconditional DiT is skipped
                 self.cuda.upload(binding.pointer, np.zeros(nbytes // 4, dtype=np.float32), self.stream)
             for other_name, other in self.engines.items():
                 for other_spec in [*other.entry.inputs, *other.entry.outputs]:
-                    if self._buffer_name(other_name, other_spec["name"]) == name:
-                        other.context.set_tensor_address(other_spec["name"], binding.pointer)
-        engine.context.set_tensor_address(spec["name"], binding.pointer)
+                    if self._buffer_name(other_name, other_spec.name) == name:
+                        other.context.set_tensor_address(other_spec.name, binding.pointer)
+        engine.context.set_tensor_address(spec.name, binding.pointer)
 
     def _stage(self, name: str, array: np.ndarray) -> np.ndarray:
         """Copy into a page-locked host buffer (kept per name), so the upload is asynchronous."""
@@ -192,8 +171,8 @@ class TensorRTBackend:
                 raise CudaError(f"{engine_name}: TensorRT enqueue failed for shapes {shapes}")
             self.cuda.begin_capture(self.stream)
             engine.context.execute_async_v3(self.stream)
-            if engine.entry.graph == "sampler":  # the new latents become the loop's latents, inside the graph
-                self.cuda.copy(self.buffers["latents"].pointer, self.buffers["latents_next"].pointer,
+            if engine.entry.graph is Component.SAMPLER:  # the new latents become the loop's, inside the graph
+                self.cuda.copy(self.buffers[io.LATENTS].pointer, self.buffers[io.LATENTS_NEXT].pointer,
                                int(np.prod(shapes[io.LATENTS])) * 4, self.stream)  # fmt: skip
             graph = self.cuda.end_capture(self.stream)
             engine.graphs[key] = graph
@@ -216,7 +195,7 @@ class TensorRTBackend:
             if not engine.context.set_input_shape(name, shape):
                 raise CudaError(f"{engine.entry.name}: {name} shape {shape} is outside optimization profile {profile}")
 
-    def _engine_for(self, graph: str, bucket: str | None) -> tuple[str, int]:
+    def _engine_for(self, graph: Component, bucket: str | None) -> tuple[str, int]:
         entry = self.manifest.engine_for(graph, bucket)
         profile = entry.profile_for(bucket).index if bucket is not None else 0
         return entry.name, profile
@@ -224,14 +203,14 @@ class TensorRTBackend:
     # --- the protocol ---------------------------------------------------------------------------------------------
 
     def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        name, profile = self._engine_for("text_encoder", None)
-        shape = tuple(int(d) for d in input_ids.shape)
+        name, profile = self._engine_for(Component.TEXT_ENCODER, None)
+        engine = self.engines[name]
+        sizes = Sizes(batch=int(input_ids.shape[0]), text=int(input_ids.shape[1]))
         self._upload(io.INPUT_IDS, input_ids)
         self._upload(io.ATTENTION_MASK, attention_mask)
-        self._launch(name, {io.INPUT_IDS: shape, io.ATTENTION_MASK: shape}, profile)
-        spec = next(s for s in self.engines[name].entry.outputs if s["name"] == io.TEXT_HIDDEN)
-        width = spec["shape"][-1]
-        out = self._host_output("encoded", (*shape, width), spec["dtype"])
+        self._launch(name, engine.shapes(sizes), profile)
+        spec = engine.entry.output(io.TEXT_HIDDEN)
+        out = self._host_output(self._buffer_name(name, io.TEXT_HIDDEN), sizes.resolve(spec.shape), spec.dtype)
         self.cuda.synchronize(self.stream)
         result: np.ndarray = out.copy()
         return result
@@ -252,62 +231,46 @@ class TensorRTBackend:
         batch, tokens, channels = inputs.latents.shape
         text = inputs.text_hidden.shape[1]
         schedule = inputs.schedule
-        cond, cond_profile = self._engine_for("dit_cond", bucket)
-        sampler, sampler_profile = self._engine_for("sampler", bucket)
-        has_uncond = any(e.graph == "dit_uncond" for e in self.manifest.engines.values())
-        uncond, uncond_profile = self._engine_for("dit_uncond", bucket) if has_uncond else ("", 0)
+        cond, cond_profile = self._engine_for(Component.DIT_COND, bucket)
+        sampler, sampler_profile = self._engine_for(Component.SAMPLER, bucket)
+        has_uncond = self.manifest.has(Component.DIT_UNCOND)
+        uncond, uncond_profile = self._engine_for(Component.DIT_UNCOND, bucket) if has_uncond else ("", 0)
 
-        self._upload("latents", inputs.latents)
+        self._upload(io.LATENTS, inputs.latents)
         self._upload(io.TEXT_HIDDEN, inputs.text_hidden)
         self._upload(io.ROPE_COS, inputs.rope_cond[0])
         self._upload(io.ROPE_SIN, inputs.rope_cond[1])
         if has_uncond:
-            self._upload(f"{io.ROPE_COS}_uncond", inputs.rope_uncond[0])
-            self._upload(f"{io.ROPE_SIN}_uncond", inputs.rope_uncond[1])
+            self._upload(self._buffer_name(uncond, io.ROPE_COS), inputs.rope_uncond[0])
+            self._upload(self._buffer_name(uncond, io.ROPE_SIN), inputs.rope_uncond[1])
         # Every step's scalars, staged once in page-locked memory.
         timesteps = np.repeat(schedule.t[:, None], batch, axis=1).astype(np.float32)
         latent_shape = (batch, tokens, channels)
-        cond_shapes = {
-            io.LATENTS: latent_shape,
-            io.TEXT_HIDDEN: (batch, text, int(inputs.text_hidden.shape[2])),
-            io.TIMESTEP: (batch,),
-            io.ROPE_COS: (text + tokens, int(inputs.rope_cond[0].shape[1])),
-            io.ROPE_SIN: (text + tokens, int(inputs.rope_cond[1].shape[1])),
-        }
-        uncond_shapes = {
-            io.LATENTS: latent_shape,
-            io.TIMESTEP: (batch,),
-            io.ROPE_COS: (tokens, int(inputs.rope_uncond[0].shape[1])),
-            io.ROPE_SIN: (tokens, int(inputs.rope_uncond[1].shape[1])),
-        }
-        sampler_shapes = {
-            io.LATENTS: latent_shape,
-            io.VELOCITY_COND: latent_shape,
-            io.VELOCITY_UNCOND: latent_shape,
-            io.GUIDANCE: (1,),
-            io.STEP: (1,),
-        }
+        sizes = Sizes(batch=batch, text=text, grid=inputs.bucket.grid)
+        cond_shapes = self.engines[cond].shapes(sizes)
+        uncond_shapes = self.engines[uncond].shapes(sizes) if has_uncond else {}
+        sampler_shapes = self.engines[sampler].shapes(sizes)
         while len(self._events) < schedule.steps + 2:
             self._events.append(self.cuda.event())
         events = self._events[: schedule.steps + 2]
         self.cuda.record(events[0], self.stream)
-        for j in range(schedule.steps):
-            guidance = float(schedule.guidance[j])
+        for step in steps(schedule):  # core.sampling: the sampler engine runs its euler_update
+            j = step.index
             self._upload(io.TIMESTEP, timesteps[j], staged=f"t{j}")
             self._launch(cond, cond_shapes, cond_profile)
-            if has_uncond and guidance != 1.0:
+            if has_uncond and step.needs_uncond:
                 self._launch(uncond, uncond_shapes, uncond_profile)
-            self._upload(io.GUIDANCE, np.array([guidance], dtype=np.float32), staged=f"g{j}")
+            self._upload(io.GUIDANCE, np.array([step.guidance], dtype=np.float32), staged=f"g{j}")
             self._upload(io.STEP, schedule.dt[j : j + 1], staged=f"dt{j}")
             self._launch(sampler, sampler_shapes, sampler_profile)
             self.cuda.record(events[j + 1], self.stream)
 
-        vae, vae_profile = self._engine_for("vae_decoder", bucket)
-        grid_h, grid_w = inputs.bucket.grid
-        self._launch(vae, {io.LATENTS: (batch, grid_h, grid_w, channels)}, vae_profile)
+        vae, vae_profile = self._engine_for(Component.VAE_DECODER, bucket)
+        self._launch(vae, self.engines[vae].shapes(sizes), vae_profile)
         self.cuda.record(events[-1], self.stream)
-        latents = self._host_output("latents", latent_shape, "float32")
-        images = self._host_output(io.IMAGE, (batch, inputs.bucket.height, inputs.bucket.width, 3), "float32")
+        latents = self._host_output(io.LATENTS, latent_shape, "float32")
+        image = self.engines[vae].entry.output(io.IMAGE)
+        images = self._host_output(self._buffer_name(vae, io.IMAGE), sizes.resolve(image.shape), image.dtype)
         self.cuda.synchronize(self.stream)  # the one synchronization of this batch
 
         seconds = [self.cuda.elapsed_ms(events[j], events[j + 1]) / 1000 for j in range(schedule.steps)]

@@ -6,30 +6,21 @@ import math
 import queue
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ideogram_trt.core.errors import IdeogramTrtError, InputError
+from ideogram_trt.triton.schema import HEIGHT, IMAGE, INPUTS, PNG, STEP, STEPS, WIDTH, max_value, outputs
+from ideogram_trt.triton.schema import ImageRequest as ImageRequest  # re-exported: cli.py builds requests with it
 
 PROTOCOLS = ("grpc", "http")
-MAX_SIDE = 2**31 - 1  # height and width travel as INT32
+MAX_SIDE = min(max_value(HEIGHT), max_value(WIDTH))  # the largest side the inputs' type carries
 PROBE_SECONDS = 10.0  # the most the liveness check before a request waits
 # What Triton's Python backend makes of an exception raised by execute (ideogram_trt.triton.model.RequestError):
 # a prefix naming the instance, the exception's type, and its Python traceback after "At:".
 _RAISED = re.compile(r"Failed to process the request\(s\) for model '[^']*', message: (?:RequestError: )?(.*)", re.S)
 _ADDRESS = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})")
-
-
-@dataclass(frozen=True)
-class ImageRequest:
-    prompt: str
-    height: int | None = None
-    width: int | None = None
-    preset: str | None = None
-    seed: int = 0
-    num_images: int = 1
 
 
 def server_address(url: str, protocol: str) -> str:
@@ -109,20 +100,14 @@ def _timed_out(url: str, timeout: float) -> IdeogramTrtError:
 
 
 def _inputs(module: Any, request: ImageRequest) -> list[Any]:
-    values: list[tuple[str, np.ndarray, str]] = [
-        ("prompt", np.array([request.prompt.encode()], dtype=np.object_), "BYTES")
-    ]
-    if request.height is not None:
-        values.append(("height", np.array([request.height], dtype=np.int32), "INT32"))
-    if request.width is not None:
-        values.append(("width", np.array([request.width], dtype=np.int32), "INT32"))
-    if request.preset is not None:
-        values.append(("preset", np.array([request.preset.encode()], dtype=np.object_), "BYTES"))
-    values.append(("seed", np.array([request.seed], dtype=np.int64), "INT64"))
-    values.append(("num_images", np.array([request.num_images], dtype=np.int32), "INT32"))
+    """One tensor per input of the table the request sets (None leaves an input out: the model's default)."""
     inputs = []
-    for name, array, kind in values:
-        tensor = module.InferInput(name, list(array.shape), kind)
+    for spec in INPUTS:
+        value = getattr(request, spec.name)
+        if value is None:
+            continue
+        array = spec.array(value)
+        tensor = module.InferInput(spec.name, list(array.shape), spec.datatype.wire)
         tensor.set_data_from_numpy(array)
         inputs.append(tensor)
     return inputs
@@ -146,9 +131,9 @@ def request_images(
     client = module.InferenceServerClient(url, **kwargs)
     try:
         _probe(module, client, url, protocol, timeout)
-        outputs = [module.InferRequestedOutput("image"), module.InferRequestedOutput("png")]
+        requested = [module.InferRequestedOutput(spec.name) for spec in outputs(decoupled=False)]
         extra = {"client_timeout": timeout} if protocol == "grpc" else {}
-        result = client.infer(model, _inputs(module, request), outputs=outputs, **extra)
+        result = client.infer(model, _inputs(module, request), outputs=requested, **extra)
     except InferenceServerException as exc:
         if "deadline exceeded" in str(exc.message()).lower():
             raise _timed_out(url, timeout) from None
@@ -159,7 +144,7 @@ def request_images(
         raise IdeogramTrtError(f"{url}: the connection failed ({exc}); is the server still running?") from None
     finally:
         client.close()
-    return result.as_numpy("image"), [bytes(p) for p in result.as_numpy("png")]
+    return result.as_numpy(IMAGE.name), [bytes(p) for p in result.as_numpy(PNG.name)]
 
 
 def stream_images(
@@ -186,10 +171,10 @@ def stream_images(
                 message = error.message() if isinstance(error, InferenceServerException) else str(error)
                 raise IdeogramTrtError(f"{url}: {server_message(message)}")
             response = result.get_response()
-            if result.as_numpy("step") is not None:
-                on_step(int(result.as_numpy("step")[0]), int(result.as_numpy("steps")[0]))
-            elif result.as_numpy("image") is not None:
-                image, pngs = result.as_numpy("image"), [bytes(p) for p in result.as_numpy("png")]
+            if result.as_numpy(STEP.name) is not None:
+                on_step(int(result.as_numpy(STEP.name)[0]), int(result.as_numpy(STEPS.name)[0]))
+            elif result.as_numpy(IMAGE.name) is not None:
+                image, pngs = result.as_numpy(IMAGE.name), [bytes(p) for p in result.as_numpy(PNG.name)]
             if (
                 response.parameters.get("triton_final_response", None)
                 and response.parameters["triton_final_response"].bool_param

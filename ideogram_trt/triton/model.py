@@ -4,9 +4,10 @@ It runs ``ideogram_trt.runtime.Pipeline`` in-process over one engine set — Ten
 Runtime graphs on CPU ones — one pipeline per model instance. Scaling past one GPU means more instances (one per
 GPU listed) or more Triton replicas, not a scheduler of ours.
 
-Requests: ``prompt`` BYTES [1]; optional ``height``, ``width`` INT32 [1], ``preset`` BYTES [1], ``seed`` INT64 [1],
-``num_images`` INT32 [1]. Responses: ``image`` UINT8 [n, H, W, 3] and ``png`` BYTES [n]. Decoupled models first
-send one response per denoising step (``step`` INT32 [1], ``steps`` INT32 [1]), then the images.
+Requests and responses are the tensors of ``ideogram_trt.triton.schema`` (the table ``config.pbtxt`` and the
+client are written from too): ``prompt`` and optional size, preset, seed and count in; ``image`` and ``png`` (each
+image as a PNG carrying the metadata ``ideogram-trt generate`` writes) out. Decoupled models first send one
+response per denoising step (``step``, ``steps``), then the images.
 A bad request gets a Triton error carrying the runtime's own one-line message, is counted as failed in Triton's
 statistics and metrics (``RequestError``), and the model keeps serving. Every input is checked (prompt size first,
 UTF-8, ranges, size pair, bucket, preset) before any engine runs.
@@ -23,7 +24,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from ideogram_trt.triton.schema import (
+    HEIGHT,
+    IMAGE,
+    INPUTS,
+    NUM_IMAGES,
+    PNG,
+    PRESET,
+    PROMPT,
+    SEED,
+    STEP,
+    STEPS,
+    WIDTH,
+    DataType,
+    ImageRequest,
+    InputSpec,
+)
 
 try:  # provided by the Python backend inside Triton
     import triton_python_backend_utils as pb_utils
@@ -38,40 +54,55 @@ class RequestError(Exception):
     message; ``ideogram_trt.triton.client`` strips that prefix again."""
 
 
-def _scalar(request: Any, name: str, default: Any) -> Any:
-    tensor = pb_utils.get_input_tensor_by_name(request, name)
+def _check_inputs(request: Any) -> None:
+    """Refuse an input the table lacks, and a required one absent. (Triton already refuses inputs its config
+    lacks; this keeps the model to the table wherever it runs.)"""
+    known = [spec.name for spec in INPUTS]
+    for tensor in request.inputs():
+        if tensor.name() not in known:
+            raise RequestError(f"input {tensor.name()!r} is not an input of this model; its inputs: {', '.join(known)}")
+    for spec in INPUTS:
+        if not spec.optional and pb_utils.get_input_tensor_by_name(request, spec.name) is None:
+            kind = " (UTF-8 text)" if spec.datatype is DataType.BYTES else ""
+            raise RequestError(
+                f"input {spec.name!r} is required: send it as {spec.datatype.wire} {spec.shape_text}{kind}"
+            )
+
+
+def _scalar(request: Any, spec: InputSpec[Any]) -> Any:
+    """The input's one value; the table's default when the request leaves it out."""
+    tensor = pb_utils.get_input_tensor_by_name(request, spec.name)
     if tensor is None:
-        return default
+        return spec.default
     value = tensor.as_numpy().reshape(-1)
     if value.size != 1:
-        raise RequestError(f"input {name!r} must hold one value, got {value.size}")
+        raise RequestError(f"input {spec.name!r} must hold one value, got {value.size}")
     item = value[0]
     return item if isinstance(item, bytes) else item.item()
 
 
-def _text(request: Any, name: str, default: str | None, check_size: Callable[[int], None] | None = None) -> str | None:
+def _text(
+    request: Any, spec: InputSpec[str | None], default: str | None, check_size: Callable[[int], None] | None = None
+) -> str | None:
     """A BYTES input as UTF-8 text; ``check_size(n_bytes)`` refuses it by its size before it is decoded."""
-    value = _scalar(request, name, None)
+    value = _scalar(request, spec)
     if value is None:
         return default
     if not isinstance(value, bytes):
-        raise RequestError(f"input {name!r} must be BYTES (UTF-8 text), got {type(value).__name__}")
+        raise RequestError(f"input {spec.name!r} must be BYTES (UTF-8 text), got {type(value).__name__}")
     if check_size is not None:
         check_size(len(value))
     try:
         return str(value.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise RequestError(f"input {name!r} is not UTF-8 text (bad byte at offset {exc.start}): send UTF-8") from None
+        raise RequestError(
+            f"input {spec.name!r} is not UTF-8 text (bad byte at offset {exc.start}): send UTF-8"
+        ) from None
 
 
 @dataclass(frozen=True)
 class _Parsed:
-    prompt: str
-    height: int | None
-    width: int | None
-    preset: str | None
-    seed: int
-    num_images: int
+    request: ImageRequest  # every input, defaults filled in
     steps: int  # progress messages a decoupled request gets
 
 
@@ -102,49 +133,51 @@ class TritonPythonModel:
         """Every input read and checked — sizes, ranges, UTF-8, bucket, preset — before any engine runs."""
         from ideogram_trt.core.requests import check_images, check_seed
 
-        prompt = _text(request, "prompt", None, check_size=self._check_prompt_size)
-        if prompt is None:
-            raise RequestError("input 'prompt' is required: send it as BYTES [1] (UTF-8 text)")
-        height, width = _scalar(request, "height", None), _scalar(request, "width", None)
+        _check_inputs(request)
+        prompt = _text(request, PROMPT, None, check_size=self._check_prompt_size)
+        assert prompt is not None  # required: _check_inputs refused a request without it
+        height, width = _scalar(request, HEIGHT), _scalar(request, WIDTH)
         if (height is None) != (width is None):
-            given, missing = ("height", "width") if width is None else ("width", "height")
-            raise RequestError(f"input {given!r} was sent without {missing!r}: send both, or neither for the default")
-        num_images = check_images(_scalar(request, "num_images", 1), 1)
+            given, missing = (HEIGHT, WIDTH) if width is None else (WIDTH, HEIGHT)
+            raise RequestError(
+                f"input {given.name!r} was sent without {missing.name!r}: send both, or neither for the default"
+            )
+        num_images = check_images(_scalar(request, NUM_IMAGES), 1)
         if self.max_images is not None and num_images > self.max_images:
             raise RequestError(f"num_images {num_images} is above this model's limit of {self.max_images}")
-        seed = check_seed(_scalar(request, "seed", 0), num_images)
-        preset = _text(request, "preset", self.defaults.get("preset"))
+        seed = check_seed(_scalar(request, SEED), num_images)
+        preset = _text(request, PRESET, self.defaults.get(PRESET.name, PRESET.default))
         bucket = self.pipe.resolve_bucket(height, width)  # refuses a size that is no bucket of this engine set
         plan = self.pipe.sampling_plan(bucket, preset)  # refuses an unknown preset
-        return _Parsed(prompt, height, width, preset, seed, num_images, self.pipe.step_reports(plan, 1, num_images))
+        parsed = ImageRequest(prompt, height, width, preset, seed, num_images)
+        return _Parsed(parsed, self.pipe.step_reports(plan, 1, num_images))
 
     def _check_prompt_size(self, size: int) -> None:
         self.pipe.tokenizer.check_size(size, self.pipe.manifest.max_text_tokens)
 
     def _run(self, parsed: _Parsed, on_step: Any = None) -> tuple[Any, list[bytes]]:
-        from ideogram_trt.runtime.images import png_bytes
+        from ideogram_trt.runtime.images import png_bytes, png_metadata, schedule_parameters
 
+        request = parsed.request
         result = self.pipe(
-            parsed.prompt,
-            preset=parsed.preset,
-            seed=parsed.seed,
-            num_images=parsed.num_images,
+            request.prompt,
+            preset=request.preset,
+            seed=request.seed,
+            num_images=request.num_images,
             on_step=on_step,
-            height=parsed.height,
-            width=parsed.width,
+            height=request.height,
+            width=request.width,
         )
+        # What `ideogram-trt generate` records, so a served PNG and a generated one carry the same fields.
+        parameters = schedule_parameters(result.schedule)
         pngs = []
-        for image, seed in zip(result.images, result.seeds, strict=True):
-            metadata = {"prompt": parsed.prompt, "seed": str(seed), "preset": result.preset,
-                        "bucket": result.bucket.name, "engine_set": result.engine_set}  # fmt: skip
+        for image, prompt, seed in zip(result.images, result.prompts, result.seeds, strict=True):
+            metadata = png_metadata(prompt, seed, result.preset, result.bucket.name, result.engine_set, parameters)
             pngs.append(png_bytes(image, metadata))
         return result, pngs
 
     def _images(self, result: Any, pngs: list[bytes]) -> list[Any]:
-        return [
-            pb_utils.Tensor("image", result.images),
-            pb_utils.Tensor("png", np.array(pngs, dtype=np.object_)),
-        ]
+        return [pb_utils.Tensor(IMAGE.name, IMAGE.array(result.images)), pb_utils.Tensor(PNG.name, PNG.array(pngs))]
 
     def execute(self, requests: list[Any]) -> list[Any] | None:
         """Triton hands this model one request per call (no batching is configured). A refused request raises
@@ -178,8 +211,8 @@ class TritonPythonModel:
             def progress(_prompt: int, step: int, _seconds: float) -> None:
                 total[0] += 1
                 outputs = [
-                    pb_utils.Tensor("step", np.array([total[0]], dtype=np.int32)),
-                    pb_utils.Tensor("steps", np.array([parsed.steps], dtype=np.int32)),
+                    pb_utils.Tensor(STEP.name, STEP.array([total[0]])),
+                    pb_utils.Tensor(STEPS.name, STEPS.array([parsed.steps])),
                 ]
                 sender.send(pb_utils.InferenceResponse(output_tensors=outputs))
 

@@ -10,16 +10,21 @@ import contextlib
 import json
 import re
 import shutil
+import textwrap
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from ideogram_trt.core.errors import InputError
 from ideogram_trt.core.files import LOCK_FILE, PARTIAL_MARK, TMP_MARK, atomic_write, copy_tree, remove_stale, staged_dir
-from ideogram_trt.core.manifest import Flavor, Manifest
+from ideogram_trt.core.manifest import Manifest
+from ideogram_trt.runtime.backends import backend_for
+from ideogram_trt.triton.schema import INPUTS, PRESET, InputSpec, OutputSpec, Response, TensorSpec, outputs
 
 MODEL_VERSION = "1"
 ENGINES_IN_REPO = "engines"
@@ -70,33 +75,22 @@ class RepoRequest:
     preset: str | None = None
 
 
-def _io(name: str, kind: int, dims: list[int], optional: bool = False) -> mc.ModelInput:
-    return mc.ModelInput(name=name, data_type=kind, dims=dims, optional=optional)
+def _input(spec: InputSpec[Any]) -> mc.ModelInput:
+    return mc.ModelInput(
+        name=spec.name, data_type=mc.DataType.Value(spec.datatype.config), dims=spec.dims, optional=spec.optional
+    )
+
+
+def _output(spec: OutputSpec) -> mc.ModelOutput:
+    return mc.ModelOutput(name=spec.name, data_type=mc.DataType.Value(spec.datatype.config), dims=spec.dims)
 
 
 def model_config(request: RepoRequest, manifest: Manifest, engine_path: str) -> mc.ModelConfig:
     config = mc.ModelConfig(name=request.model_name, backend="python", max_batch_size=0)
-    config.input.extend(
-        [
-            _io("prompt", mc.TYPE_STRING, [1]),
-            _io("height", mc.TYPE_INT32, [1], optional=True),
-            _io("width", mc.TYPE_INT32, [1], optional=True),
-            _io("preset", mc.TYPE_STRING, [1], optional=True),
-            _io("seed", mc.TYPE_INT64, [1], optional=True),
-            _io("num_images", mc.TYPE_INT32, [1], optional=True),
-        ]
-    )
-    outputs = [
-        mc.ModelOutput(name="image", data_type=mc.TYPE_UINT8, dims=[-1, -1, -1, 3]),
-        mc.ModelOutput(name="png", data_type=mc.TYPE_STRING, dims=[-1]),
-    ]
+    config.input.extend(_input(spec) for spec in INPUTS)
+    config.output.extend(_output(spec) for spec in outputs(request.decoupled))
     if request.decoupled:
-        outputs += [
-            mc.ModelOutput(name="step", data_type=mc.TYPE_INT32, dims=[1]),
-            mc.ModelOutput(name="steps", data_type=mc.TYPE_INT32, dims=[1]),
-        ]
         config.model_transaction_policy.decoupled = True
-    config.output.extend(outputs)
     gpus = request.gpus or ((0,) if manifest.flavor.is_tensorrt else ())
     if gpus:
         # One group per GPU: data-parallel replicas, each instance pinned to its GPU.
@@ -107,8 +101,8 @@ def model_config(request: RepoRequest, manifest: Manifest, engine_path: str) -> 
         config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=request.instances)
     parameters = {
         "engine_set": engine_path,
-        "backend": "onnxruntime" if manifest.flavor is Flavor.ONNXRUNTIME else "tensorrt",
-        "defaults": json.dumps({"preset": request.preset} if request.preset else {}),
+        "backend": backend_for(manifest.flavor).name,
+        "defaults": json.dumps({PRESET.name: request.preset} if request.preset else {}),
         "max_images": str(request.max_images or manifest.max_batch),
     }
     for key, value in parameters.items():
@@ -229,9 +223,33 @@ ideogram-trt triton-client --url localhost:8000 --protocol http --height {first.
   --seed 7 'a cat' -o cat.png
 ```
 
-Inputs: `prompt` BYTES [1]; optional `height`, `width` INT32 [1], `preset` BYTES [1], `seed` INT64 [1],
-`num_images` INT32 [1]. Outputs: `image` UINT8 [n, H, W, 3] and `png` BYTES [n] (PNG files with prompt, seed,
-preset, bucket and engine set in their metadata). Decoupled models stream `step`/`steps` INT32 [1] per
-denoising step first (gRPC streaming: `--stream`). Metrics: `curl localhost:8002/metrics`.
+{_tensors_paragraph()}
 """
     atomic_write(request.out / "README.md", text)
+
+
+def _tensors_paragraph() -> str:
+    """The README's description of the model's inputs and outputs, from the table."""
+    required, optional = ([s for s in INPUTS if s.optional is flag] for flag in (False, True))
+    progress = [s for s in outputs(decoupled=True) if s.response is Response.PROGRESS]
+    text = (
+        f"Inputs: {_listing(required)}; optional {_listing(optional)}. "
+        f"Outputs: {_listing(outputs(decoupled=False))} (PNG files with the metadata `ideogram-trt generate` writes: "
+        f"prompt, seed, preset, bucket, engine set, sampling parameters). Decoupled models stream {_listing(progress)} "
+        "per denoising step first (gRPC streaming: `--stream`)."
+    )
+    text = textwrap.fill(text, width=115, break_long_words=False, break_on_hyphens=False)
+    return f"{text}\nMetrics: `curl localhost:8002/metrics`."
+
+
+def _listing(specs: Iterable[TensorSpec]) -> str:
+    """Names with their type and shape; neighbours of one type and shape share it: `height`, `width` INT32 [1]."""
+    groups: list[list[TensorSpec]] = []
+    for spec in specs:
+        if groups and (groups[-1][0].datatype, groups[-1][0].dims) == (spec.datatype, spec.dims):
+            groups[-1].append(spec)
+        else:
+            groups.append([spec])
+    return ", ".join(
+        ", ".join(f"`{s.name}`" for s in group) + f" {group[0].datatype.wire} {group[0].shape_text}" for group in groups
+    )
