@@ -56,6 +56,9 @@ class BuildResult:
     version: str
     peak_host_memory_bytes: int
     warnings: list[str] = field(default_factory=list)
+    # With ``detailed``: the builder's "Layers:" reports (engines.anatomy parses them); the plan then also embeds
+    # per-layer information (profiling verbosity DETAILED), so it is not the plan a default build writes.
+    layer_reports: list[str] = field(default_factory=list)
 
 
 INSTALL_HINTS = {
@@ -131,7 +134,7 @@ def _collecting_logger(module: Any, sink: list[tuple[Any, str]]) -> trt.ILogger:
     return logger
 
 
-def build_engine(onnx_path: Path, profiles: list[Profile], target: BuildTarget) -> BuildResult:
+def build_engine(onnx_path: Path, profiles: list[Profile], target: BuildTarget, detailed: bool = False) -> BuildResult:
     """Parse ``onnx_path`` (external data resolved next to it) and build a plan with ``profiles``."""
     module: Any = load_tensorrt(target.flavor)
     messages: list[tuple[Any, str]] = []
@@ -147,6 +150,8 @@ def build_engine(onnx_path: Path, profiles: list[Profile], target: BuildTarget) 
             detail = "; ".join(errors) or _errors(messages, module)
             raise EngineBuildError(f"{onnx_path}: TensorRT cannot parse the graph: {detail}")
         config: trt.IBuilderConfig = builder.create_builder_config()
+        if detailed:
+            config.profiling_verbosity = module.ProfilingVerbosity.DETAILED
         if target.compute_capabilities:
             if target.flavor is not Flavor.TENSORRT_RTX:
                 raise EngineBuildError("compute-capability targets need --flavor tensorrt-rtx")
@@ -177,7 +182,10 @@ def build_engine(onnx_path: Path, profiles: list[Profile], target: BuildTarget) 
     if cache is not None and target.timing_cache is not None:
         atomic_write(target.timing_cache, bytes(cache.serialize()), "timing cache")
     warnings = [m for s, m in messages if s == module.ILogger.Severity.WARNING]
-    return BuildResult(bytes(plan), time.perf_counter() - start, str(module.__version__), memory.peak, warnings)
+    reports = [m for _, m in messages if m.startswith("Layers:")] if detailed else []
+    return BuildResult(
+        bytes(plan), time.perf_counter() - start, str(module.__version__), memory.peak, warnings, reports
+    )
 
 
 def _errors(messages: list[tuple[Any, str]], module: Any) -> str:

@@ -1,0 +1,106 @@
+"""Engine anatomy (issue 15, first part): the TensorRT-RTX builder's detailed layer report, parsed and classified,
+on a hand-written report and on a real CPU build of the tiny fp8 DiT (the build is real; no engine runs)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ideogram_trt.core.buckets import Bucket
+from ideogram_trt.core.components import Component
+from ideogram_trt.core.sidecar import ExportSidecar
+from ideogram_trt.engines.anatomy import (
+    AnatomyError,
+    BlockPattern,
+    LayerClass,
+    block_patterns,
+    parse_layer_report,
+)
+from ideogram_trt.engines.profiles import AxisRange, ProfileRanges, profile_for
+from ideogram_trt.engines.tensorrt_adapter import BuildTarget, Flavor, build_engine
+
+VERSION = "1.7.1.116"
+T = "Strides: [64,1], StrideOrder: [1,0]"
+REPORT = "\n".join([
+    "Layers:",
+    "Name: __mye1_0, LayerType: shape_call, Inputs: [], Constants: [], Outputs: [], TacticName: , StreamId: 0, "
+    "Metadata: ",
+    f"Name: layers.3.feed_forward.w3/MatMul_1+layers.3.feed_forward.w1/MatMul_1_myl0_7, LayerType: gemm, Inputs: "
+    f"[ {{ Name: x, Dimensions: [-1,64], {T}, Datatype: FP8, Format: (Linear) Row major linear format }}], "
+    f"Constants: [ {{ Name: w, Dimensions: [64,64], {T}, Datatype: FP8, Format: (Linear) Row major }}], Outputs: "
+    f"[ {{ Name: y, Dimensions: [-1,128], {T}, Datatype: BFloat16, Format: (Linear) Row major }}], TacticName: "
+    "__myelin_CASK_STUB, StreamId: 0, Metadata: [ONNX Layer: layers.3.feed_forward.w3/MatMul_1][ONNX Layer: "
+    "layers.3.feed_forward.w3/DequantizeLinear_1][ONNX Layer: layers.3.feed_forward.w1/MatMul_1]",
+    f"Name: _gemm_mha_v2_myl0_8, LayerType: kgen, Inputs: [ {{ Name: q, Dimensions: [-1,18,-1,256], {T}, "
+    "Datatype: BFloat16, Format: x }], Constants: [], Outputs: [], TacticName: _gemm_mha_v2_0x01, StreamId: 0, "
+    "Metadata: [ONNX Layer: layers.3.attention/MatMul_2][ONNX Layer: layers.3.attention/Softmax_1]",
+    f"Name: __myl_CastMulCastFc_myl0_9, LayerType: runtime_fusion, Inputs: [ {{ Name: h, Dimensions: [-1,64], {T}, "
+    "Datatype: BFloat16, Format: x }], Constants: [], Outputs: [], TacticName: , StreamId: 0, Metadata: "
+    "[ONNX Layer: layers.3.adaln_modulation/DequantizeLinear_1][ONNX Layer: layers.3.adaln_modulation/MatMul_1]",
+    "Name: __mye47538_myl0_11, LayerType: signal, Inputs: [], Constants: [], Outputs: [], TacticName: , "
+    "StreamId: 0, EventId:",
+    "Name: __myl_AddSilu_myl0_10, LayerType: kgen, Inputs: [], Constants: [], Outputs: [], TacticName: k, "
+    "StreamId: 0, Metadata: [ONNX Layer: t_embedding/Sigmoid_1]",
+    "",
+    "I/O Tensors:",
+])  # fmt: skip
+
+
+def test_a_hand_written_report_parses_and_classifies() -> None:
+    layers = parse_layer_report(REPORT, VERSION)
+    assert [layer.kind for layer in layers] == [
+        LayerClass.SHAPE, LayerClass.GEMM, LayerClass.ATTENTION, LayerClass.DEQUANT_GEMM, LayerClass.SYNC,
+        LayerClass.OTHER,
+    ]  # fmt: skip
+    ffn = layers[1]
+    assert ffn.modules == ("layers.3.feed_forward.w3", "layers.3.feed_forward.w1") and ffn.block == 3
+    assert ffn.precision == "FP8" and ffn.inputs[0].dims == (-1, 64) and ffn.constants[0].name == "w"
+    assert layers[2].precision == "BFloat16" and layers[3].modules == ("layers.3.adaln_modulation",)
+    assert layers[4].onnx_layers == () and layers[5].block is None
+    assert block_patterns(layers) == {3: BlockPattern(gemm=2, fp8_gemm=1, attention=1, attention_precision="BFloat16",
+                                                      other=0)}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("report", "version", "needle"),
+    [
+        (REPORT, "10.13.0", "TensorRT-RTX 10.13.0: its build report format is not known"),
+        ("Engine Metadata:", VERSION, "not a TensorRT layer report"),
+        ("Layers:\nName: x, LayerKind: gemm", VERSION, "unreadable line in the TensorRT-RTX 1.7.1.116 build report"),
+        ("Layers:\n", VERSION, "lists no layers"),
+        (REPORT.replace("[-1,64]", "[-1,?]", 1), VERSION, "unreadable dimensions [-1,?]"),
+    ],
+    ids=["version", "header", "line", "empty", "dims"],
+)
+def test_a_report_it_cannot_read_is_one_error(report: str, version: str, needle: str) -> None:
+    with pytest.raises(AnatomyError) as caught:
+        parse_layer_report(report, version)
+    assert needle in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_fp8_dit_block_pattern(exports) -> None:
+    """Each block of the tiny fp8 DiT (release head_dim 256 and block structure): four FP8 GEMMs with w3+w1 in one,
+    the bf16 adaLN GEMM fed by a fused weight dequantize, one fused bf16 attention kernel, and no kernel that runs
+    the attention's Softmax or MatMul on its own."""
+    folder = exports.get("fp8", "bf16", ("dit_cond",))
+    inputs = ExportSidecar.load(folder, Component.DIT_COND).inputs
+    ranges = ProfileRanges(batch=AxisRange(1, 1, 2), text=AxisRange(1, 32, 128))
+    target = BuildTarget(Flavor.TENSORRT_RTX, compute_capabilities=("8.9",))
+    result = build_engine(folder / "dit_cond.onnx", [profile_for(inputs, Bucket(256, 256), ranges)], target, True)
+    (report,) = result.layer_reports
+    layers = parse_layer_report(report, result.version)
+    patterns = block_patterns(layers)
+    assert sorted(patterns) == [0, 1]
+    for block, pattern in patterns.items():
+        assert (pattern.gemm, pattern.fp8_gemm, pattern.attention, pattern.attention_precision) == (
+            5, 4, 1, "BFloat16"
+        ), (block, pattern)  # fmt: skip
+        fp8 = [layer.modules for layer in layers if layer.block == block and layer.precision == "FP8"]
+        prefix = f"layers.{block}."
+        assert fp8 == [
+            (prefix + "attention.qkv",), (prefix + "attention.o",),
+            (prefix + "feed_forward.w3", prefix + "feed_forward.w1"), (prefix + "feed_forward.w2",),
+        ]  # fmt: skip
+    attention_parts = ("attention/Softmax", "attention/MatMul")
+    alone = [layer.name for layer in layers if layer.kind is not LayerClass.ATTENTION
+             and any(part in node for node in layer.onnx_layers for part in attention_parts)]  # fmt: skip
+    assert not alone, f"attention ops outside the fused kernel: {alone}"
