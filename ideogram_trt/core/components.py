@@ -15,6 +15,7 @@ from types import MappingProxyType
 
 from ideogram_trt.core import contracts as io
 from ideogram_trt.core.contracts import EngineContract
+from ideogram_trt.core.errors import InputError
 
 
 class _Name(str, Enum):
@@ -171,8 +172,6 @@ EXPORTED_COMPONENTS: tuple[Component, ...] = tuple(c for c in Component if SPECS
 
 def parse_components(text: str) -> tuple[Component, ...]:
     """``--components``: comma-separated names of exported components, each known, none twice."""
-    from ideogram_trt.core.errors import InputError
-
     chosen: list[Component] = []
     for name in (item.strip() for item in text.split(",")):
         if not name:

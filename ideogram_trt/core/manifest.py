@@ -179,8 +179,6 @@ class Manifest:
         body = asdict(self)
         body["flavor"] = self.flavor.value
         body["model"] = self.model.to_json()
-        for name, entry in self.engines.items():
-            body["engines"][name]["graph"] = entry.graph.value
         return json.dumps(body, indent=1) + "\n"
 
     def save(self, root: Path) -> None:

@@ -233,9 +233,7 @@ class ExportIndex:
         return json.dumps({"recipe": self.recipe, "dtype": self.dtype, "graphs": graphs}, indent=1) + "\n"
 
     def with_graphs(self, graphs: list[Component]) -> ExportIndex:
-        return ExportIndex(
-            self.recipe, self.dtype, {**self.graphs, **{g: sidecar_path(Path(), g).name for g in graphs}}
-        )
+        return ExportIndex(self.recipe, self.dtype, {**self.graphs, **{g: f"{g.value}.json" for g in graphs}})
 
     @classmethod
     def load(cls, folder: Path, error: type[InputError] = InputError, fix: str = _FIX) -> ExportIndex:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ideogram_trt.core.errors import IdeogramTrtError
 from ideogram_trt.core.files import atomic_write
 from ideogram_trt.core.manifest import Flavor
+from ideogram_trt.engines.anatomy import layer_reports
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -182,7 +183,7 @@ def build_engine(onnx_path: Path, profiles: list[Profile], target: BuildTarget, 
     if cache is not None and target.timing_cache is not None:
         atomic_write(target.timing_cache, bytes(cache.serialize()), "timing cache")
     warnings = [m for s, m in messages if s == module.ILogger.Severity.WARNING]
-    reports = [m for _, m in messages if m.startswith("Layers:")] if detailed else []
+    reports = layer_reports([m for _, m in messages]) if detailed else []
     return BuildResult(
         bytes(plan), time.perf_counter() - start, str(module.__version__), memory.peak, warnings, reports
     )
