@@ -34,7 +34,8 @@ REPORT = "\n".join([
     "Datatype: BFloat16, Format: x }], Constants: [], Outputs: [], TacticName: _gemm_mha_v2_0x01, StreamId: 0, "
     "Metadata: [ONNX Layer: layers.3.attention/MatMul_2][ONNX Layer: layers.3.attention/Softmax_1]",
     f"Name: __myl_CastMulCastFc_myl0_9, LayerType: runtime_fusion, Inputs: [ {{ Name: h, Dimensions: [-1,64], {T}, "
-    "Datatype: BFloat16, Format: x }], Constants: [], Outputs: [], TacticName: , StreamId: 0, Metadata: "
+    f"Datatype: BFloat16, Format: x }}], Constants: [ {{ Name: w, Dimensions: [64,64], {T}, Datatype: FP8, Format: x }}], "
+    "Outputs: [], TacticName: , StreamId: 0, Metadata: "
     "[ONNX Layer: layers.3.adaln_modulation/DequantizeLinear_1][ONNX Layer: layers.3.adaln_modulation/MatMul_1]",
     "Name: __mye47538_myl0_11, LayerType: signal, Inputs: [], Constants: [], Outputs: [], TacticName: , "
     "StreamId: 0, EventId:",
@@ -49,7 +50,7 @@ def test_a_hand_written_report_parses_and_classifies() -> None:
     layers = parse_layer_report(REPORT, VERSION)
     assert [layer.kind for layer in layers] == [
         LayerClass.SHAPE, LayerClass.GEMM, LayerClass.ATTENTION, LayerClass.DEQUANT_GEMM, LayerClass.SYNC,
-        LayerClass.OTHER,
+        LayerClass.ELEMENTWISE,
     ]  # fmt: skip
     ffn = layers[1]
     assert ffn.modules == ("layers.3.feed_forward.w3", "layers.3.feed_forward.w1") and ffn.block == 3

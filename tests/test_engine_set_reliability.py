@@ -324,7 +324,7 @@ FIELDS = {
     "unknown field": (lambda b: b.update(surprise=1), "'surprise' is not a manifest field"),
     "rope section": (lambda b: b["model"]["rope"].update(mrope_section=[1, 2]), "'model.rope.mrope_section'"),
     "non-finite rope": (lambda b: b["model"]["rope"]["inv_freq"].__setitem__(0, float("nan")), "finite numbers"),
-    "old schema": (lambda b: b.update(schema=1), "manifest schema 1, this ideogram-trt reads 2"),
+    "old schema": (lambda b: b.update(schema=1), "manifest schema 1, this ideogram-trt reads 2 and 3"),
     "flavor": (lambda b: b.update(flavor="tensorflow"), "'flavor' must be one of"),
 }
 

@@ -84,7 +84,7 @@ def test_a_broken_sidecar_is_one_line_naming_the_field(export_copy: Path, change
 @pytest.mark.parametrize(
     ("change", "needle"),
     [
-        (lambda b: b.update(schema=1), "manifest schema 1, this ideogram-trt reads 2"),
+        (lambda b: b.update(schema=1), "manifest schema 1, this ideogram-trt reads 2 and 3"),
         (lambda b: b["model"].pop("has_unconditional"), "field 'model.has_unconditional' is missing"),
         (lambda b: b["engines"]["dit_cond"].update(graph="dit_sideways"), "field 'engines.dit_cond.graph' must"),
         (

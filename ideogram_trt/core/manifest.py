@@ -27,7 +27,9 @@ from ideogram_trt.core.sidecar import Rope
 from ideogram_trt.core.tokenization import MAX_TEXT_TOKENS
 
 # 2: external data files and tokenizer files are hashed, every field is validated on load.
-SCHEMA_VERSION = 2
+# 3: TensorRT engines name their anatomy file (engines/anatomy.py). A schema-2 set still loads, without anatomy.
+SCHEMA_VERSION = 3
+READABLE_SCHEMAS = (2, 3)
 MANIFEST_FILE = "manifest.json"
 MAX_BATCH_LIMIT = 64  # engine profiles above this are not a deployment we can test; the loader refuses them
 
@@ -97,12 +99,13 @@ class EngineEntry:
     onnx_sha256: str
     build: BuildReport | None = None
     external_data: FileRecord | None = None  # an ONNX Runtime graph's weights file, read with the graph
+    anatomy: FileRecord | None = None  # a TensorRT plan's layers as built (schema 3; `inspect --anatomy`)
 
     @property
     def files(self) -> list[FileRecord]:
-        """Every file this engine reads."""
+        """Every file of this engine: what it reads, and its anatomy."""
         own = FileRecord(self.file, self.sha256, self.bytes)
-        return [own] if self.external_data is None else [own, self.external_data]
+        return [own, *(r for r in (self.external_data, self.anatomy) if r is not None)]
 
     def input(self, name: str) -> TensorEntry:
         return find_tensor(self.inputs, name)
@@ -206,10 +209,10 @@ class Manifest:
             raise EngineSetError(f"{path}: not valid JSON ({exc}); rebuild the engine set") from exc
         if not isinstance(body, dict):
             raise EngineSetError(f"{path}: not a manifest (a JSON object); rebuild the engine set")
-        if body.get("schema") != SCHEMA_VERSION:
+        if body.get("schema") not in READABLE_SCHEMAS:
             raise EngineSetError(
-                f"{path}: manifest schema {body.get('schema')!r}, this ideogram-trt reads {SCHEMA_VERSION}: "
-                "rebuild the engine set with this version"
+                f"{path}: manifest schema {body.get('schema')!r}, this ideogram-trt reads "
+                f"{' and '.join(map(str, READABLE_SCHEMAS))}: rebuild the engine set with this version"
             )
         manifest = _parse_manifest(body, _fields(path))
         _check_paths(root, manifest, path)
@@ -307,6 +310,7 @@ def _parse_engine(raw: object, where: str, f: Fields, buckets: list[str]) -> Eng
         raise f.fail(f"{where}.profiles", "must hold at least one profile")
     build = f.get(raw, "build", dict, where, optional=True)
     data = f.get(raw, "external_data", dict, where, optional=True)
+    anatomy = f.get(raw, "anatomy", dict, where, optional=True)
     entry_buckets = f.strings(raw, "buckets", where)
     if unknown := sorted(set(entry_buckets) - set(buckets)):
         raise f.fail(f"{where}.buckets", f"names {', '.join(unknown)}, not in the set's buckets")
@@ -335,6 +339,7 @@ def _parse_engine(raw: object, where: str, f: Fields, buckets: list[str]) -> Eng
             f.count(build, "weights_bytes", f"{where}.build", 0, 1 << 60),
         ),
         external_data=None if data is None else _record(f, data, f"{where}.external_data"),
+        anatomy=None if anatomy is None else _record(f, anatomy, f"{where}.anatomy"),
     )
 
 

@@ -4,6 +4,7 @@ Layout of an engine set::
 
     manifest.json              written last, atomically: it names every file below
     plans/<engine>.<key>.plan  TensorRT plans, content-addressed by their build key
+    plans/<engine>.<key>.anatomy.json  what each plan holds, per profile (engines/anatomy.py)
     graphs/<engine>.<key>.onnx ONNX Runtime flavor: the graphs themselves (+ .data)
     tokenizer.<hash>/          the checkpoint's tokenizer (the runtime tokenizes with it)
     onnx/                      the export the plans were built from (a cache: delete it to save space)
@@ -63,17 +64,20 @@ from ideogram_trt.core.manifest import (
 from ideogram_trt.core.progress import StepBar, console
 from ideogram_trt.core.sidecar import INDEX_FILE, TOKENIZER_DIR, ExportIndex, ExportSidecar, graph_path, sidecar_path
 from ideogram_trt.core.tokenization import MAX_TEXT_TOKENS
+from ideogram_trt.engines.anatomy import ANATOMY_SUFFIX, AnatomySource, EngineAnatomy, ProfileInfo, parse_layer_report
+from ideogram_trt.engines.layer_cost import onnx_layer_costs
 from ideogram_trt.engines.profiles import AxisRange, ProfileRanges, profile_for
 from ideogram_trt.engines.sampler import write_sampler
 from ideogram_trt.engines.targets import Target, resolve_flavor, resolve_target
-from ideogram_trt.engines.tensorrt_adapter import BuildTarget, Profile, build_engine
+from ideogram_trt.engines.tensorrt_adapter import BuildResult, BuildTarget, Profile, build_engine
 
-PLAN_FORMAT = 1  # bump when the way plans are built changes, so every key changes
+# Bump when the way plans are built changes, so every key changes. 2: detailed profiling verbosity (the anatomy).
+PLAN_FORMAT = 2
 DEFAULT_DTYPE = {Flavor.TENSORRT: "bf16", Flavor.TENSORRT_RTX: "bf16", Flavor.ONNXRUNTIME: "fp32"}
 TYPICAL_PROMPT_TOKENS = 512  # JSON captions run a few hundred tokens: the profiles' optimum
 OWN_FOLDERS = ("plans", "graphs", "onnx", Component.SAMPLER.value, "timing-cache")
 # What clean-up may delete: the names _build_one and _install_tokenizer give (engine names are graph[@HxW]).
-_PLAN_NAME = re.compile(r"^[a-z_]+(@\d+x\d+)?\.[0-9a-f]{16}\.plan$")
+_PLAN_NAME = re.compile(r"^[a-z_]+(@\d+x\d+)?\.[0-9a-f]{16}\.(plan|anatomy\.json)$")
 _GRAPH_NAME = re.compile(r"^[a-z_]+(@\d+x\d+)?\.[0-9a-f]{16}\.onnx(\.data)?$")
 _TOKENIZER_NAME = re.compile(r"^tokenizer\.[0-9a-f]{16}$")
 
@@ -315,9 +319,32 @@ def _reusable(out: Path, previous: Manifest | None, spec: EngineSpec) -> EngineE
     return entry
 
 
+def _anatomy(spec: EngineSpec, result: BuildResult, flavor: Flavor) -> EngineAnatomy:
+    """The plan's layers: from the TensorRT-RTX builder's report, else (datacenter TensorRT, on its GPU) from the
+    engine inspector; each with its cost from the graph it was built from."""
+    if result.layer_reports:
+        source = AnatomySource.BUILD_REPORT
+        layers = [layer for report in result.layer_reports for layer in parse_layer_report(report, result.version)]
+    else:
+        from ideogram_trt.engines.inspector import inspect_plan, parse_inspector_json
+
+        source = AnatomySource.ENGINE_INSPECTOR
+        layers = parse_inspector_json(inspect_plan(result.plan, flavor))
+    return EngineAnatomy(
+        engine=spec.name,
+        graph=spec.graph.value,
+        source=source,
+        version=result.version,
+        profiles=tuple(ProfileInfo(i, b.name if b else None) for i, (b, _) in enumerate(spec.profiles)),
+        layers=tuple(layers),
+        costs=tuple(onnx_layer_costs(spec.onnx, layers)),
+    )
+
+
 def _build_one(request: BuildRequest, out: Path, spec: EngineSpec, target: Target) -> EngineEntry:
     weights = spec.sidecar.weights_bytes
     data: FileRecord | None = None
+    anatomy: FileRecord | None = None
     if target.flavor is Flavor.ONNXRUNTIME:
         # The engine is the graph itself (ONNX Runtime compiles it at session creation).
         relative = f"graphs/{spec.name}.{spec.key[:16]}.onnx"
@@ -339,9 +366,13 @@ def _build_one(request: BuildRequest, out: Path, spec: EngineSpec, target: Targe
             request.optimization_level,
             cache,
         )
-        result = build_engine(spec.onnx, [p for _, p in spec.profiles], build_target)
+        result = build_engine(spec.onnx, [p for _, p in spec.profiles], build_target, detailed=True)
         relative = f"plans/{spec.name}.{spec.key[:16]}.plan"
         destination = out / relative
+        anatomy_text = _anatomy(spec, result, target.flavor).to_json()
+        anatomy_path = out / f"plans/{spec.name}.{spec.key[:16]}{ANATOMY_SUFFIX}"
+        atomic_write(anatomy_path, anatomy_text, "engine anatomy")
+        anatomy = FileRecord(anatomy_path.relative_to(out).as_posix(), file_digest(anatomy_path), len(anatomy_text))
         atomic_write(destination, result.plan, "plan")
         report = BuildReport(round(result.seconds, 2), result.peak_host_memory_bytes, len(result.plan), weights)
     return EngineEntry(
@@ -365,6 +396,7 @@ def _build_one(request: BuildRequest, out: Path, spec: EngineSpec, target: Targe
         onnx_sha256=spec.sidecar.file_sha256,
         build=report,
         external_data=data,
+        anatomy=anatomy,
     )
 
 
