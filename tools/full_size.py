@@ -57,10 +57,11 @@ class Artifact:
     graph: str
     recipe: str
     frees_checkpoint: bool = False  # delete the checkpoint after exporting (the bf16 DiT needs the disk)
+    quantize_attention: bool = False
 
     @property
     def key(self) -> str:
-        return f"{self.graph}.{self.recipe}"
+        return f"{self.graph}.{self.recipe}" + ("-qa" if self.quantize_attention else "")
 
 
 ARTIFACTS = (
@@ -70,6 +71,7 @@ ARTIFACTS = (
     Artifact("dit_uncond", "fp8-wo"),
     Artifact("dit_cond", "fp8"),
     Artifact("dit_uncond", "fp8"),
+    Artifact("dit_cond", "fp8", quantize_attention=True),
     Artifact("dit_cond", "bf16", frees_checkpoint=True),
 )
 
@@ -154,6 +156,8 @@ def export_and_build(work: Path, artifact: Artifact, buckets: str, max_text: int
         args += ["--components", artifact.graph, "--dtype", "bf16"]
         if artifact.recipe == "fp8":
             args += ["--calibration", str(work / "calibration.json")]
+        if artifact.quantize_attention:
+            args += ["--quantize-attention"]
         step = run_step(export_key, args, work / "logs")
         record: dict[str, Any] = asdict(step)
         if step.returncode == 0:
@@ -180,6 +184,12 @@ def export_and_build(work: Path, artifact: Artifact, buckets: str, max_text: int
             plans = [e for e in manifest.engines.values() if e.graph is Component(artifact.graph)]
             record["plan_bytes"] = sum((set_dir / e.file).stat().st_size for e in plans)
             record["profiles"] = sum(len(e.profiles) for e in plans)
+            # The plan's anatomy (issue 15) is small: keep it for `inspect --anatomy` and the modeled times.
+            kept = work / "anatomy"
+            kept.mkdir(exist_ok=True)
+            for entry in plans:
+                if entry.anatomy is not None:
+                    shutil.copy(set_dir / entry.anatomy.file, kept / f"{artifact.key}.anatomy.json")
         results.put(build_key, record)
     shutil.rmtree(onnx_dir, ignore_errors=True)
     shutil.rmtree(set_dir, ignore_errors=True)
@@ -304,7 +314,10 @@ def main() -> int:
     table = markdown(results, args.config)
     print(table)
     if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(table)
+        if (work / "anatomy").is_dir():  # beside the table: the plans' anatomy files
+            shutil.copytree(work / "anatomy", args.markdown.parent / "anatomy", dirs_exist_ok=True)
     return 0
 
 

@@ -72,23 +72,18 @@ def datasheet_rates(fp8_tflops: float, bf16_tflops: float, memory_tbps: float) -
     return Rates(fp8_tflops, bf16_tflops, bf16_tflops, fp8_tflops, memory_tbps, LAUNCH_US)
 
 
-# --- Measured: NVIDIA H200, /work/shared/research/kernel_rates.md (PyTorch kernels at the DiT block shapes) -----------
-# GEMM: FLOP-weighted harmonic mean over the four block linears at M = 4608 (the conditional pass); M cancels, so the
-# weights are K·N: qkv 4608·13824 = 63,700,992, o 4608·4608 = 21,233,664, w1+w3 4608·24576 = 113,246,208,
-# w2 12288·4608 = 56,623,104; sum 254,803,968 (F = 2·4608·ΣK·N = 2.3483 TFLOP per block).
-#   FP8 per-tensor (1340, 1134, 1223, 1256): Σ K·N / rate = 47,538.1 + 18,724.6 + 92,597.1 + 45,082.1 = 203,941.8
-#     -> 254,803,968 / 203,941.8 = 1249.4 TFLOP/s (1.8795 ms of GEMM per block).
-#   bf16 (772, 716, 787, 717): 82,514.2 + 29,656.0 + 143,896.1 + 78,972.3 = 335,038.5 -> 760.5 TFLOP/s.
-# Attention bf16: cuDNN at L = 4608, [1, 18, L, 256], no mask: 689 TFLOP/s.
-# Attention FP8: not measured; set to the measured bf16 rate. Conservative: an FP8 attention kernel is not slower, and
-#   the datasheet FP8/BF16 ratio (2x) would credit a speed-up nobody has measured.
-# Memory: 4 GiB device-to-device copy, bytes read + written: 4.25 TB/s.
+# --- Measured: NVIDIA H200, docs/bench/kernel_rates_h200.md (tools/kernel_rates.py, 2026-12-02) ------------------
+# GEMM: the FLOP-weighted harmonic mean (total FLOPs over total time) of the four DiT block linears at M = 4608, the
+# conditional pass at 512 text tokens + 1024² (FP8: torch._scaled_mm, per-tensor scales; bf16: cuBLAS).
+# Attention bf16: cuDNN at L = 4608, [1, 18, L, 256], no mask. Attention FP8: not measured; the bf16 rate stands in
+# (conservative: the datasheet's 2x would credit a speed-up nobody has measured).
+# Memory: a 4 GiB device-to-device copy, bytes read + written. tests/test_cards.py recomputes all four from the JSON.
 H200_MEASURED = Rates(
-    fp8_tflops=1249.4,
-    bf16_tflops=760.5,
-    attention_bf16_tflops=689.0,
-    attention_fp8_tflops=689.0,
-    memory_tbps=4.25,
+    fp8_tflops=1294.4,
+    bf16_tflops=771.8,
+    attention_bf16_tflops=640.2,
+    attention_fp8_tflops=640.2,
+    memory_tbps=4.26,
     launch_us=LAUNCH_US,
 )
 
@@ -123,7 +118,7 @@ _CARDS = (
         datasheet=datasheet_rates(1979.0, 989.5, 4.8),
         measured=H200_MEASURED,
         citation="NVIDIA H200 Tensor Core GPU datasheet, H200 SXM (sparse FP8 3,958 / BF16 1,979 TFLOPS halved)",
-        measured_citation="research/kernel_rates.md (PyTorch GEMM, cuDNN attention and copy on one H200)",
+        measured_citation="docs/bench/kernel_rates_h200.md (PyTorch GEMM, cuDNN attention and copy on one H200)",
     ),
     # B200 in HGX B200 (1000 W): per GPU FP8 9 / BF16 4.5 PFLOP/s with sparsity -> halved; 7.7 TB/s HBM3e (180 GB).
     Card(
