@@ -81,8 +81,8 @@ def datasheet_rates(fp8_tflops: float, bf16_tflops: float, memory_tbps: float) -
 H200_MEASURED = Rates(
     fp8_tflops=1294.4,
     bf16_tflops=771.8,
-    attention_bf16_tflops=640.2,
-    attention_fp8_tflops=640.2,
+    attention_bf16_tflops=639.8,
+    attention_fp8_tflops=639.8,
     memory_tbps=4.26,
     launch_us=LAUNCH_US,
 )
