@@ -348,6 +348,8 @@ def _inspect(args: argparse.Namespace) -> int:
     from ideogram_trt.core.manifest import Manifest, RuntimeEnv, check_engine_set
     from ideogram_trt.engines.report import print_report
 
+    if args.anatomy or args.from_plan:
+        return _inspect_anatomy(args)
     manifest = Manifest.load(args.engines)
     print_report(manifest)
     problems = check_engine_set(args.engines, manifest, RuntimeEnv.detect(), allow_other_gpu=args.allow_other_gpu)
@@ -358,6 +360,51 @@ def _inspect(args: argparse.Namespace) -> int:
         return 1
     print("engine set OK for this machine")
     return 0
+
+
+def _inspect_anatomy(args: argparse.Namespace) -> int:
+    import json
+
+    from ideogram_trt.core.buckets import Bucket
+    from ideogram_trt.core.files import atomic_write, check_output_target
+    from ideogram_trt.core.manifest import Manifest
+    from ideogram_trt.engines.anatomy_report import plan_anatomies, set_anatomies, summarize
+
+    if args.json is not None:
+        check_output_target(args.json, "--json output")
+    manifest = Manifest.load(args.engines)
+    bucket = Bucket.parse(args.bucket) if args.bucket else manifest.bucket_objects[0]
+    if bucket.name not in manifest.buckets:
+        raise IdeogramTrtError(f"--bucket {bucket.name}: this engine set has {', '.join(manifest.buckets)}")
+    if args.from_plan:
+        anatomies = plan_anatomies(args.engines, manifest, args.component)
+    else:
+        anatomies = set_anatomies(args.engines, manifest, args.component)
+    summaries = [summarize(anatomy, bucket, args.text_tokens) for anatomy in anatomies]
+    for summary in summaries:
+        _print_anatomy(summary)
+    if args.json is not None:
+        body = {"modeled_bytes": True, "engines": summaries}
+        atomic_write(args.json, json.dumps(body, indent=1) + "\n", "--json output")
+        print(f"JSON: {args.json}")
+    return 0
+
+
+def _print_anatomy(summary: dict[str, Any]) -> None:
+    profile = summary["profile"]
+    where = f"profile {profile['index']}" + (f" ({profile['bucket']})" if profile["bucket"] else "")
+    print(f"{summary['engine']}: {summary['kernels']} kernels in {where}, from the {summary['source']} of "
+          f"TensorRT {summary['version']}")  # fmt: skip
+    print("  per class: " + ", ".join(f"{k} {v}" for k, v in summary["classes"].items()))
+    for group in summary["patterns"]:
+        shown = [f"{kind} {precision}" + (f" {modules}" if modules else "") for kind, precision, modules in
+                 group["kernels"] if kind in ("gemm", "dequant_gemm", "attention", "dequant")]  # fmt: skip
+        others = len(group["kernels"]) - len(shown)
+        print(f"  blocks {group['blocks']}: " + " | ".join(shown) + f" | +{others} other")
+    sizes = summary["sizes"]
+    print(f"  non-GEMM kernels move {summary['non_gemm_bytes_per_run'] / 1e6:,.1f} MB per run (modeled: batch 1, "
+          f"{sizes['text_tokens']} text tokens, {sizes['bucket']}; {summary['unresolved_tensors']} tensors of "
+          "unknown size)")  # fmt: skip
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -484,11 +531,8 @@ def _bench(args: argparse.Namespace) -> int:
     if args.flops:
         if not args.bucket:
             raise IdeogramTrtError("--flops needs --bucket HxW (e.g. 1024x1024)")
-        from ideogram_trt.core.flops import CARDS
         from ideogram_trt.runtime.bench import flop_table
 
-        if args.card not in CARDS:
-            raise IdeogramTrtError(f"unknown card {args.card!r}: use {', '.join(CARDS)}")
         report = flop_table(Bucket.parse(args.bucket), args.preset, args.text_tokens, args.card)
         table = Table(
             title=f"FLOPs per image: {report['bucket']} {report['preset']}, {report['text_tokens']} text tokens"
@@ -502,6 +546,19 @@ def _bench(args: argparse.Namespace) -> int:
         console.print(
             f"time floor on {report['card']['name']}: {floors['fp8']} s at the FP8 rate, {floors['bf16']} s at bf16"
         )
+    elif args.model:
+        if args.engines is None:
+            raise IdeogramTrtError("--model needs --engines DIR (an engine set built by TensorRT or TensorRT-RTX)")
+        from ideogram_trt.core.cards import card
+        from ideogram_trt.core.manifest import Manifest
+        from ideogram_trt.engines.anatomy_report import anatomies_for_request, model_report
+
+        chosen = card(args.card)  # an unknown card is refused before the engine set is read
+        manifest = Manifest.load(args.engines)
+        bucket = Bucket.parse(args.bucket) if args.bucket else manifest.bucket_objects[0]
+        anatomies = anatomies_for_request(args.engines, manifest, bucket)
+        report = model_report(anatomies, bucket, args.preset, args.text_tokens, chosen, args.datasheet)
+        _print_model(report, console)
     else:
         if args.engines is None:
             raise IdeogramTrtError("give --engines DIR to time an engine set, or --flops for the FLOP floor")
@@ -527,6 +584,30 @@ def _bench(args: argparse.Namespace) -> int:
         atomic_write(args.json, json.dumps(report, indent=1) + "\n", "--json output")
         console.print(f"JSON: {args.json}")
     return 0
+
+
+def _print_model(report: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    card = report["card"]
+    table = Table(
+        title=f"MODELED, not measured: {report['bucket']} {report['preset']}, {report['text_tokens']} text tokens, "
+        f"{card['name']} ({card['rates']} rates)"
+    )
+    for column in ("stage", "runs", "ms per run", "kernels", "gemm", "attention", "elementwise", "dequant", "launch"):
+        table.add_column(column, justify="right" if column != "stage" else "left")
+    runs = {"dit_cond_pass": report["steps"], "dit_uncond_pass": report["uncond_steps"]}
+    for stage, run in report["stages"].items():
+        if run is None:
+            continue
+        b = run["breakdown_ms"]
+        table.add_row(stage, str(runs.get(stage, 1)), f"{run['ms']:.1f}", str(run["kernels"]),
+                      *(f"{b[k]:.1f}" for k in ("gemm", "attention", "elementwise", "dequant", "launch")))  # fmt: skip
+    console.print(table)
+    console.print(
+        f"modeled step {report['step_ms']:.1f} ms, end to end {report['end_to_end_s']:.2f} s; floors: kernel "
+        f"ceilings {report['kernel_ceiling_floor_s']:.2f} s, FLOPs at the FP8 rate {report['flop_floor_s']:.2f} s"
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -684,6 +765,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("engines", type=Path, metavar="DIR")
     ALLOW_OTHER_GPU.add_to(inspect)
+    inspect.add_argument(
+        "--anatomy", action="store_true", help="what TensorRT built: kernels per DiT block, per class, bytes moved"
+    )
+    inspect.add_argument(
+        "--from-plan",
+        action="store_true",
+        help="read the anatomy from the plans themselves (TensorRT's engine inspector; needs the plans' GPU)",
+    )
+    inspect.add_argument("--component", help="only this engine (e.g. dit_cond)")
+    inspect.add_argument("--bucket", help="the profile to show (default: the set's first bucket)")
+    inspect.add_argument("--text-tokens", type=int, default=512, help="prompt length for the bytes (default 512)")
+    inspect.add_argument("--json", type=Path, metavar="FILE", help="also write the anatomy summary as JSON")
     inspect.set_defaults(handler=_inspect)
 
     gen = sub.add_parser(
@@ -779,8 +872,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--runs", type=int, default=5)
     BACKEND.add_to(bench)
     bench.add_argument("--flops", action="store_true", help="FLOPs and time floor instead of timing")
-    bench.add_argument("--card", default="h100", help="card for the floor (h100)")
-    bench.add_argument("--text-tokens", type=int, default=512, help="prompt length for --flops (default 512)")
+    bench.add_argument(
+        "--model", action="store_true", help="modeled time per stage from the plans' anatomy (nothing runs)"
+    )
+    bench.add_argument(
+        "--card",
+        default="h100",
+        help="card for --flops and --model: h100, h200, b200, l40s, rtx4090, rtx5090, rtx-pro-6000",
+    )
+    bench.add_argument("--datasheet", action="store_true", help="--model at datasheet peaks, not measured ceilings")
+    bench.add_argument("--text-tokens", type=int, default=512, help="prompt length for --flops/--model (default 512)")
     bench.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     bench.set_defaults(handler=_bench)
 

@@ -68,7 +68,8 @@ from torch.nn import functional as F
 from transformers import AutoTokenizer, Qwen3VLConfig, Qwen3VLModel
 
 from ideogram_trt.core.buckets import Bucket
-from ideogram_trt.core.flops import CARDS, FEATURES, D, dit_flops, request_flops, text_encoder_flops, vae_flops
+from ideogram_trt.core.cards import CARDS
+from ideogram_trt.core.flops import FEATURES, D, dit_flops, request_flops, text_encoder_flops, vae_flops
 from ideogram_trt.core.gpu import card_lines
 from ideogram_trt.core.schedule import Preset, PresetName, get_preset
 from ideogram_trt.model.tiny import TinySpec, dit_config, text_encoder_config_json, vae_config_json
@@ -789,8 +790,8 @@ def main(argv: list[str] | None = None) -> int:
     flops = request_flops(sizes.bucket, preset, sizes.text_tokens)
     results["request_flops"] = {
         "total_pflop": flops.total / 1e15,
-        "floor_bf16_s": flops.floor_seconds(CARDS["h100"].bf16_tflops),
-        "floor_fp8_s": flops.floor_seconds(CARDS["h100"].fp8_tflops),
+        "floor_bf16_s": flops.floor_seconds(CARDS["h100"].rates().bf16_tflops),
+        "floor_fp8_s": flops.floor_seconds(CARDS["h100"].rates().fp8_tflops),
     }
     with tempfile.TemporaryDirectory(prefix="bench_reference.") as folder:
         tokenizer = build_tokenizer(Path(folder) / "tokenizer")

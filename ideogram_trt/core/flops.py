@@ -20,24 +20,24 @@ TEXT_LINEAR_PARAMS, TEXT_LAYERS, TEXT_WIDTH = 6_945_767_424, 36, 4096
 VAE_A, VAE_B = 9.9313e12, 0.5487e12  # a + b = 10.48 TF, 4a + 16b = 48.50 TF
 
 
-@dataclass(frozen=True)
-class Card:
-    name: str
-    fp8_tflops: float
-    bf16_tflops: float
+def dit_gemm_flops(
+    length: int, d: int = D, f: int = F, layers: int = LAYERS, channels: int = CHANNELS, projected_rows: int = 0
+) -> float:
+    """The token linears of a DiT pass over ``length`` tokens: per block qkv, o (8d²) and SwiGLU (6df), plus the
+    latent in and out projections. The adaLN modulation runs per image, not per token, and is left out."""
+    per_token = 8 * d * d + 6 * d * f
+    return (
+        layers * length * per_token + projected_rows * 2 * FEATURES * d + length * (2 * channels * d + 2 * d * channels)
+    )
 
 
-# Dense GEMM rates measured on one H100 80GB HBM3 (docs/ARCHITECTURE.md §10, research/baselines.md).
-CARDS = {"h100": Card("NVIDIA H100 80GB HBM3 (measured GEMM rates)", 1347.0, 777.0)}
+def dit_attention_flops(length: int, d: int = D, layers: int = LAYERS) -> float:
+    """QKᵀ and PV over all heads: 4·L²·d per block."""
+    return layers * 4 * length * length * d
 
 
 def dit_flops(length: int, projected_rows: int = 0) -> float:
-    per_token = 8 * D * D + 6 * D * F
-    return (
-        LAYERS * (length * per_token + 4 * length * length * D)
-        + projected_rows * 2 * FEATURES * D
-        + length * (2 * CHANNELS * D + 2 * D * CHANNELS)
-    )
+    return dit_gemm_flops(length, projected_rows=projected_rows) + dit_attention_flops(length)
 
 
 def text_encoder_flops(tokens: int) -> float:

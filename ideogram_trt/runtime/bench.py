@@ -19,9 +19,10 @@ from typing import Any
 
 from ideogram_trt import __version__
 from ideogram_trt.core.buckets import Bucket
+from ideogram_trt.core.cards import card as find_card
 from ideogram_trt.core.components import Component
 from ideogram_trt.core.errors import InputError
-from ideogram_trt.core.flops import CARDS, RequestFlops, request_flops
+from ideogram_trt.core.flops import RequestFlops, request_flops
 from ideogram_trt.core.gpu import visible_gpus
 from ideogram_trt.core.host import cpu_model
 from ideogram_trt.core.schedule import get_preset
@@ -116,7 +117,8 @@ def bench_engines(
 
 
 def flop_table(bucket: Bucket, preset: str, text_tokens: int, card: str) -> dict[str, Any]:
-    chosen = CARDS[card]
+    chosen = find_card(card)
+    rates = chosen.rates()
     if not 1 <= text_tokens <= MAX_TEXT_TOKENS:
         raise InputError(f"--text-tokens {text_tokens}: give a prompt length from 1 to {MAX_TEXT_TOKENS} tokens")
     flops: RequestFlops = request_flops(bucket, get_preset(preset), text_tokens)
@@ -132,12 +134,12 @@ def flop_table(bucket: Bucket, preset: str, text_tokens: int, card: str) -> dict
         "bucket": bucket.name,
         "preset": preset,
         "text_tokens": text_tokens,
-        "card": asdict(chosen),
+        "card": {"key": chosen.key, "name": chosen.name, "rates": chosen.source().value, **asdict(rates)},
         "tflop": {k: round(v / 1e12, 2) for k, v in stages.items()},
         "cond_steps": flops.cond_steps,
         "uncond_steps": flops.uncond_steps,
         "floor_seconds": {
-            "fp8": round(flops.floor_seconds(chosen.fp8_tflops), 3),
-            "bf16": round(flops.floor_seconds(chosen.bf16_tflops), 3),
+            "fp8": round(flops.floor_seconds(rates.fp8_tflops), 3),
+            "bf16": round(flops.floor_seconds(rates.bf16_tflops), 3),
         },
     }
