@@ -3,6 +3,8 @@ on a hand-written report and on a real CPU build of the tiny fp8 DiT (the build 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ideogram_trt.core.buckets import Bucket
@@ -11,6 +13,7 @@ from ideogram_trt.core.sidecar import ExportSidecar
 from ideogram_trt.engines.anatomy import (
     AnatomyError,
     BlockPattern,
+    EngineAnatomy,
     LayerClass,
     block_patterns,
     parse_layer_report,
@@ -34,8 +37,8 @@ REPORT = "\n".join([
     "Datatype: BFloat16, Format: x }], Constants: [], Outputs: [], TacticName: _gemm_mha_v2_0x01, StreamId: 0, "
     "Metadata: [ONNX Layer: layers.3.attention/MatMul_2][ONNX Layer: layers.3.attention/Softmax_1]",
     f"Name: __myl_CastMulCastFc_myl0_9, LayerType: runtime_fusion, Inputs: [ {{ Name: h, Dimensions: [-1,64], {T}, "
-    f"Datatype: BFloat16, Format: x }}], Constants: [ {{ Name: w, Dimensions: [64,64], {T}, Datatype: FP8, Format: x }}], "
-    "Outputs: [], TacticName: , StreamId: 0, Metadata: "
+    f"Datatype: BFloat16, Format: x }}], Constants: [ {{ Name: w, Dimensions: [64,64], {T}, Datatype: FP8, "
+    "Format: x }], Outputs: [], TacticName: , StreamId: 0, Metadata: "
     "[ONNX Layer: layers.3.adaln_modulation/DequantizeLinear_1][ONNX Layer: layers.3.adaln_modulation/MatMul_1]",
     "Name: __mye47538_myl0_11, LayerType: signal, Inputs: [], Constants: [], Outputs: [], TacticName: , "
     "StreamId: 0, EventId:",
@@ -104,31 +107,81 @@ BLOCK_PATTERNS = {
 }  # fmt: skip
 
 
+# Other kernels per block today (elementwise, reformat), first and last block of the two-block DiT: a change
+# that breaks a fusion adds kernels and fails here, with the block's kernels in the message.
+OTHER_TODAY = {"fp8": (11, 14), "fp8-quantize-attention": (11, 14), "fp8-wo": (13, 16), "bf16": (13, 16)}
+
+
+@pytest.fixture(scope="module")
+def wide_exports(tmp_path_factory: pytest.TempPathFactory):
+    """A two-block DiT with the release's head_dim (256) and block structure, narrow elsewhere, and its exports."""
+    from conftest import Exports
+
+    from ideogram_trt.cli import main
+
+    root = tmp_path_factory.mktemp("wide")
+    checkpoint, calibration = root / "ckpt", root / "calibration.json"
+    widths = ["--heads", "2", "--head-dim", "256", "--intermediate-size", "1024"]
+    assert main(["make-tiny", str(checkpoint), *widths]) == 0
+    assert main(["calibrate", "--model", str(checkpoint), "--out", str(calibration), "--resolution", "256x256",
+                 "--preset", "V4_TURBO_12", "--limit", "1"]) == 0  # fmt: skip
+    return Exports(root / "exports", checkpoint, calibration)
+
+
+def _kernels(layers: list, block: int) -> list[tuple[str, str, tuple[str, ...]]]:
+    prefix = f"layers.{block}."
+    return [
+        (layer.kind.value, layer.precision, tuple(m.removeprefix(prefix) for m in layer.modules))
+        for layer in layers
+        if layer.block == block and layer.kind.runs_kernel
+    ]
+
+
 @pytest.mark.parametrize("case", list(BLOCK_PATTERNS))
-def test_the_dit_block_pattern(exports, case: str) -> None:
-    """Each block of the tiny DiT (release head_dim 256 and block structure), built by TensorRT-RTX on the CPU:
-    the kernels the recipe should produce, and no kernel that runs the attention's Softmax or MatMul alone."""
+def test_the_dit_block_pattern(wide_exports, case: str) -> None:
+    """Each block of a two-block DiT at head_dim 256, built by TensorRT-RTX on the CPU: the kernels the recipe
+    should produce (the full-width plans in docs/bench/anatomy have the same), no other kernels than today's,
+    and no kernel that runs the attention's Softmax or MatMul alone."""
     recipe, flags = ("fp8", {"quantize_attention": True}) if case == "fp8-quantize-attention" else (case, {})
-    folder = exports.get(recipe, "bf16", ("dit_cond",), **flags)
+    folder = wide_exports.get(recipe, "bf16", ("dit_cond",), **flags)
     inputs = ExportSidecar.load(folder, Component.DIT_COND).inputs
     ranges = ProfileRanges(batch=AxisRange(1, 1, 2), text=AxisRange(1, 32, 128))
     target = BuildTarget(Flavor.TENSORRT_RTX, compute_capabilities=("8.9",))
     result = build_engine(folder / "dit_cond.onnx", [profile_for(inputs, Bucket(256, 256), ranges)], target, True)
     (report,) = result.layer_reports
     layers = parse_layer_report(report, result.version)
-    assert sorted(block_patterns(layers)) == [0, 1]
-    kinds = (LayerClass.GEMM, LayerClass.DEQUANT_GEMM, LayerClass.ATTENTION)
+    patterns = block_patterns(layers)
+    assert sorted(patterns) == [0, 1]
+    kinds = ("gemm", "dequant_gemm", "attention")
     for block in (0, 1):
-        prefix = f"layers.{block}."
-        found = [
-            (layer.kind.value, layer.precision, tuple(m.removeprefix(prefix) for m in layer.modules))
-            for layer in layers
-            if layer.block == block
-            and layer.kind in kinds
-            and not all(m.endswith("adaln_modulation") for m in layer.modules)
-        ]
-        assert found == BLOCK_PATTERNS[case], f"block {block} of the {case} DiT engine:\n" + "\n".join(map(str, found))
+        everything = _kernels(layers, block)
+        found = [k for k in everything if k[0] in kinds and not all(m.endswith("adaln_modulation") for m in k[2])]
+        listing = "\n".join(map(str, everything))
+        assert found == BLOCK_PATTERNS[case], f"block {block} of the {case} DiT engine:\n{listing}"
+        assert patterns[block].other <= OTHER_TODAY[case][block], (
+            f"block {block} of the {case} DiT engine has {patterns[block].other} other kernels, "
+            f"{OTHER_TODAY[case][block]} before (a fusion broke?):\n{listing}"
+        )
     attention_parts = ("attention/Softmax", "attention/MatMul")
     alone = [layer.name for layer in layers if layer.kind is not LayerClass.ATTENTION
              and any(part in node for node in layer.onnx_layers for part in attention_parts)]  # fmt: skip
     assert not alone, f"attention ops outside the fused kernel: {alone}"
+
+
+FULL_SIZE = Path(__file__).parent.parent / "docs" / "bench" / "anatomy"
+FULL_SIZE_CASES = {"fp8": "fp8", "fp8-quantize-attention": "fp8-qa", "fp8-wo": "fp8-wo", "bf16": "bf16"}
+
+
+@pytest.mark.parametrize("case", list(BLOCK_PATTERNS))
+def test_the_full_size_plans_have_the_small_dits_block_pattern(case: str) -> None:
+    """The 34-block, full-width plans built on the H200 host (docs/BENCHMARKS.md §6): every block has the kernels
+    the small DiT's gate above checks."""
+    anatomy = EngineAnatomy.load(FULL_SIZE / f"dit_cond.{FULL_SIZE_CASES[case]}.anatomy.json")
+    layers = list(anatomy.layers)
+    assert sorted(block_patterns(layers)) == list(range(34))
+    for block in range(34):
+        found = [k for k in _kernels(layers, block) if k[0] in ("gemm", "dequant_gemm", "attention")
+                 and not all(m.endswith("adaln_modulation") for m in k[2])]  # fmt: skip
+        assert found == BLOCK_PATTERNS[case], f"full-size block {block}: {found}"
+    patterns = block_patterns(layers)
+    assert (patterns[0].other, patterns[33].other) == OTHER_TODAY[case]  # the small DiT's first and last block
