@@ -36,9 +36,13 @@ def load_anatomy(root: Path, entry: EngineEntry) -> EngineAnatomy:
     return EngineAnatomy.load(path)
 
 
-def set_anatomies(root: Path, manifest: Manifest, component: str | None = None) -> list[EngineAnatomy]:
+def _need_plans(root: Path, manifest: Manifest) -> None:
     if not manifest.flavor.is_tensorrt:
         raise InputError(f"{root}: an {manifest.flavor.value} engine set has no TensorRT plans, so no anatomy")
+
+
+def set_anatomies(root: Path, manifest: Manifest, component: str | None = None) -> list[EngineAnatomy]:
+    _need_plans(root, manifest)
     return [load_anatomy(root, entry) for entry in _entries(manifest, component)]
 
 
@@ -48,8 +52,7 @@ def plan_anatomies(root: Path, manifest: Manifest, component: str | None = None)
     from ideogram_trt.engines.anatomy import AnatomySource, ProfileInfo
     from ideogram_trt.engines.inspector import inspect_plan, parse_inspector_json
 
-    if not manifest.flavor.is_tensorrt:
-        raise InputError(f"{root}: an {manifest.flavor.value} engine set has no TensorRT plans, so no anatomy")
+    _need_plans(root, manifest)
     found = []
     for entry in _entries(manifest, component):
         path = resolve_inside(root, entry.file, "plan", AnatomyError, "rebuild the engine set")
@@ -119,6 +122,7 @@ def summarize(anatomy: EngineAnatomy, bucket: Bucket | None, text_tokens: int) -
 
 
 def anatomies_for_request(root: Path, manifest: Manifest, bucket: Bucket) -> dict[Component, EngineAnatomy]:
+    _need_plans(root, manifest)
     if bucket.name not in manifest.buckets:
         raise InputError(f"--bucket {bucket.name}: this engine set has {', '.join(manifest.buckets)}")
     found = {}
