@@ -1,4 +1,4 @@
-"""Kernel ceilings at Ideogram 4 shapes on one CUDA GPU, with PyTorch's kernels (reproduces research/kernel_rates.md).
+"""Kernel ceilings at Ideogram 4 shapes on one CUDA GPU, with PyTorch's kernels (docs/BENCHMARKS.md §6.2).
 
 Measures, on random data:
 

@@ -88,10 +88,10 @@ H200_MEASURED = Rates(
 )
 
 # --- Measured: NVIDIA H100 80GB HBM3 --------------------------------------------------------------------------------
-# GEMM: the dense rates core/flops.py and docs/ARCHITECTURE.md §10 use (1347 FP8, 777 bf16; research/baselines.md §3).
-# Attention bf16: research/baselines.md §2, cuDNN forced, no mask, L = 4096 (the nearest measured length to 4608;
+# GEMM: the dense rates measured on one H100 80GB HBM3 (docs/ARCHITECTURE.md §10): 1347 FP8, 777 bf16.
+# Attention bf16: docs/ARCHITECTURE.md §10, cuDNN forced, no mask, L = 4096 (the nearest measured length to 4608;
 #   6144 gave 676): 593 TFLOP/s. FP8 attention: not measured, the bf16 rate (as for the H200).
-# Memory: not measured (baselines.md §5 only assumes 3.0-3.35 TB/s): the datasheet 3.35 TB/s.
+# Memory: not measured on the H100: the datasheet 3.35 TB/s.
 H100_MEASURED = Rates(
     fp8_tflops=1347.0,
     bf16_tflops=777.0,
@@ -109,7 +109,7 @@ _CARDS = (
         datasheet=datasheet_rates(1979.0, 989.5, 3.35),
         measured=H100_MEASURED,
         citation="NVIDIA H100 Tensor Core GPU datasheet, H100 SXM (sparse FP8 3,958 / BF16 1,979 TFLOPS halved)",
-        measured_citation="research/baselines.md (GEMM, cuDNN attention on H100 80GB HBM3); memory from the datasheet",
+        measured_citation="docs/ARCHITECTURE.md §10 (GEMM, cuDNN attention on H100 80GB HBM3); memory from the datasheet",
     ),
     # H200 SXM: same GH100 compute as the H100 (FP8 3,958 / BF16 1,979 with sparsity -> halved); 4.8 TB/s HBM3e.
     Card(

@@ -3,7 +3,7 @@
 An engine layer's report gives its tensors with ``-1`` for every dynamic axis, which does not say whether a row
 count is ``B`` or ``B·L``. The ONNX graph does: the export names its axes (``B``, ``T``, ``N``, ``L``, ``GH``…;
 ``core.shapes``) and shape inference carries them through, products and sums included (``4*GH*GW``, ``T+N``).
-So each layer's cost is computed from the ONNX nodes its metadata names (docs/ARCHITECTURE.md §13):
+So each layer's cost is computed from the ONNX nodes its metadata names (docs/ARCHITECTURE.md §14):
 
 - FLOPs: ``2·|Y|·K`` per MatMul/Gemm (``K`` the contracted width), ``2·|Y|·|W|/C_out`` per Conv, ``2·|X|·|W|/C_in``
   per ConvTranspose; elementwise work is not counted (it is bandwidth-bound);

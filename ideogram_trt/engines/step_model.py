@@ -1,6 +1,6 @@
 """A modeled — not measured — time per engine, per DiT step and per request, from the plans' anatomy.
 
-Per layer (docs/BENCHMARKS.md §6 says what this leaves out)::
+Per layer (docs/ARCHITECTURE.md §14; docs/BENCHMARKS.md §6 says what this leaves out)::
 
     time = max(FLOPs / rate(class, precision), bytes / memory bandwidth) + launch floor
 
