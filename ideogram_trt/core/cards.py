@@ -109,7 +109,7 @@ _CARDS = (
         datasheet=datasheet_rates(1979.0, 989.5, 3.35),
         measured=H100_MEASURED,
         citation="NVIDIA H100 Tensor Core GPU datasheet, H100 SXM (sparse FP8 3,958 / BF16 1,979 TFLOPS halved)",
-        measured_citation="docs/ARCHITECTURE.md §10 (GEMM, cuDNN attention on H100 80GB HBM3); memory from the datasheet",
+        measured_citation="docs/ARCHITECTURE.md §10 (GEMM, cuDNN attention on one H100 80GB HBM3); datasheet memory",
     ),
     # H200 SXM: same GH100 compute as the H100 (FP8 3,958 / BF16 1,979 with sparsity -> halved); 4.8 TB/s HBM3e.
     Card(
