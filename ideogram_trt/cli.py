@@ -372,6 +372,7 @@ def _inspect_anatomy(args: argparse.Namespace) -> int:
 
     if args.json is not None:
         check_output_target(args.json, "--json output")
+    _check_text_tokens(args.text_tokens)
     manifest = Manifest.load(args.engines)
     bucket = Bucket.parse(args.bucket) if args.bucket else manifest.bucket_objects[0]
     if bucket.name not in manifest.buckets:
@@ -388,6 +389,13 @@ def _inspect_anatomy(args: argparse.Namespace) -> int:
         atomic_write(args.json, json.dumps(body, indent=1) + "\n", "--json output")
         print(f"JSON: {args.json}")
     return 0
+
+
+def _check_text_tokens(tokens: int) -> None:
+    from ideogram_trt.core.tokenization import MAX_TEXT_TOKENS
+
+    if not 1 <= tokens <= MAX_TEXT_TOKENS:
+        raise IdeogramTrtError(f"--text-tokens {tokens}: give a prompt length from 1 to {MAX_TEXT_TOKENS} tokens")
 
 
 def _print_anatomy(summary: dict[str, Any]) -> None:
@@ -554,6 +562,7 @@ def _bench(args: argparse.Namespace) -> int:
         from ideogram_trt.engines.anatomy_report import anatomies_for_request, model_report
 
         chosen = card(args.card)  # an unknown card is refused before the engine set is read
+        _check_text_tokens(args.text_tokens)
         manifest = Manifest.load(args.engines)
         bucket = Bucket.parse(args.bucket) if args.bucket else manifest.bucket_objects[0]
         anatomies = anatomies_for_request(args.engines, manifest, bucket)
@@ -856,6 +865,8 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("-o", "--output", type=Path, default=Path("ideogram.png"))
     client.set_defaults(handler=_triton_client)
 
+    from ideogram_trt.core.cards import CARDS
+
     bench = sub.add_parser(
         "bench",
         help="time an engine set (per stage, per step, end to end), or print a request's FLOP floor",
@@ -878,7 +889,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--card",
         default="h100",
-        help="card for --flops and --model: h100, h200, b200, l40s, rtx4090, rtx5090, rtx-pro-6000",
+        help=f"card for --flops and --model: {', '.join(CARDS)}",
     )
     bench.add_argument("--datasheet", action="store_true", help="--model at datasheet peaks, not measured ceilings")
     bench.add_argument("--text-tokens", type=int, default=512, help="prompt length for --flops/--model (default 512)")

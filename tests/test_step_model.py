@@ -189,6 +189,7 @@ def test_bench_model_adds_its_stages_up(rtx_set: Path, tmp_path: Path) -> None:
         ("changed", "changed since the build (sha256 differs from the manifest)"),
         ("onnxruntime", "an onnxruntime engine set has no TensorRT plans, so no anatomy"),
         ("component", "--component dit_uncond: this engine set has dit_cond, vae_decoder, sampler"),
+        ("text", "--text-tokens 4096: give a prompt length from 1 to 2048 tokens"),
     ],
 )
 def test_bad_input_is_one_line(case: str, needle: str, rtx_set: Path, one_graph_engines: Path, tmp_path: Path,
@@ -211,6 +212,8 @@ def test_bad_input_is_one_line(case: str, needle: str, rtx_set: Path, one_graph_
     argv = ["bench", "--model", "--engines", str(target), "--card", "a100" if case == "card" else "h200"]
     if case == "bucket":
         argv += ["--bucket", "512x512"]
+    if case == "text":
+        argv += ["--text-tokens", "4096"]
     if case == "component":
         argv = ["inspect", str(target), "--anatomy", "--component", "dit_uncond"]
     assert main(argv) == 2
