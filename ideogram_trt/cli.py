@@ -372,16 +372,16 @@ def _inspect_anatomy(args: argparse.Namespace) -> int:
 
     if args.json is not None:
         check_output_target(args.json, "--json output")
-    _check_text_tokens(args.text_tokens)
     manifest = Manifest.load(args.engines)
+    text_tokens = _check_text_tokens(args.text_tokens, manifest.max_text_tokens)
     bucket = Bucket.parse(args.bucket) if args.bucket else manifest.bucket_objects[0]
     if bucket.name not in manifest.buckets:
         raise IdeogramTrtError(f"--bucket {bucket.name}: this engine set has {', '.join(manifest.buckets)}")
     if args.from_plan:
-        anatomies = plan_anatomies(args.engines, manifest, args.component)
+        anatomies = plan_anatomies(args.engines, manifest, args.component, bucket.name)
     else:
-        anatomies = set_anatomies(args.engines, manifest, args.component)
-    summaries = [summarize(anatomy, bucket, args.text_tokens) for anatomy in anatomies]
+        anatomies = set_anatomies(args.engines, manifest, args.component, bucket.name)
+    summaries = [summarize(anatomy, bucket, text_tokens) for anatomy in anatomies]
     for summary in summaries:
         _print_anatomy(summary)
     if args.json is not None:
@@ -391,11 +391,15 @@ def _inspect_anatomy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_text_tokens(tokens: int) -> None:
-    from ideogram_trt.core.tokenization import MAX_TEXT_TOKENS
-
-    if not 1 <= tokens <= MAX_TEXT_TOKENS:
-        raise IdeogramTrtError(f"--text-tokens {tokens}: give a prompt length from 1 to {MAX_TEXT_TOKENS} tokens")
+def _check_text_tokens(tokens: int | None, limit: int) -> int:
+    """--text-tokens for a model of an engine set: within its profiles; by default a typical JSON caption."""
+    if tokens is None:
+        return min(512, limit)
+    if not 1 <= tokens <= limit:
+        raise IdeogramTrtError(
+            f"--text-tokens {tokens}: give a prompt length from 1 to {limit} tokens (the engine set's profiles)"
+        )
+    return tokens
 
 
 def _print_anatomy(summary: dict[str, Any]) -> None:
@@ -410,7 +414,12 @@ def _print_anatomy(summary: dict[str, Any]) -> None:
         others = len(group["kernels"]) - len(shown)
         print(f"  blocks {group['blocks']}: " + " | ".join(shown) + f" | +{others} other")
     sizes = summary["sizes"]
-    print(f"  non-GEMM kernels move {summary['non_gemm_bytes_per_run'] / 1e6:,.1f} MB per run (modeled: batch 1, "
+    moved = (
+        "unknown"
+        if summary["source"] == "engine-inspector" and not summary["costed"]
+        else (f"{summary['non_gemm_bytes_per_run'] / 1e6:,.1f} MB")
+    )
+    print(f"  non-GEMM kernels move {moved} per run (modeled: batch 1, "
           f"{sizes['text_tokens']} text tokens, {sizes['bucket']}; {summary['unresolved_tensors']} tensors of "
           "unknown size)")  # fmt: skip
 
@@ -541,7 +550,9 @@ def _bench(args: argparse.Namespace) -> int:
             raise IdeogramTrtError("--flops needs --bucket HxW (e.g. 1024x1024)")
         from ideogram_trt.runtime.bench import flop_table
 
-        report = flop_table(Bucket.parse(args.bucket), args.preset, args.text_tokens, args.card)
+        report = flop_table(
+            Bucket.parse(args.bucket), args.preset, 512 if args.text_tokens is None else args.text_tokens, args.card
+        )
         table = Table(
             title=f"FLOPs per image: {report['bucket']} {report['preset']}, {report['text_tokens']} text tokens"
         )
@@ -562,11 +573,11 @@ def _bench(args: argparse.Namespace) -> int:
         from ideogram_trt.engines.anatomy_report import anatomies_for_request, model_report
 
         chosen = card(args.card)  # an unknown card is refused before the engine set is read
-        _check_text_tokens(args.text_tokens)
         manifest = Manifest.load(args.engines)
+        text_tokens = _check_text_tokens(args.text_tokens, manifest.max_text_tokens)
         bucket = Bucket.parse(args.bucket) if args.bucket else manifest.bucket_objects[0]
         anatomies = anatomies_for_request(args.engines, manifest, bucket)
-        report = model_report(anatomies, bucket, args.preset, args.text_tokens, chosen, args.datasheet)
+        report = model_report(anatomies, bucket, args.preset, text_tokens, chosen, args.datasheet)
         _print_model(report, console)
     else:
         if args.engines is None:
@@ -784,7 +795,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("--component", help="only this engine (e.g. dit_cond)")
     inspect.add_argument("--bucket", help="the profile to show (default: the set's first bucket)")
-    inspect.add_argument("--text-tokens", type=int, default=512, help="prompt length for the bytes (default 512)")
+    inspect.add_argument(
+        "--text-tokens", type=int, help="prompt length for the bytes (default 512, or the set's longest if shorter)"
+    )
     inspect.add_argument("--json", type=Path, metavar="FILE", help="also write the anatomy summary as JSON")
     inspect.set_defaults(handler=_inspect)
 
@@ -892,7 +905,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"card for --flops and --model: {', '.join(CARDS)}",
     )
     bench.add_argument("--datasheet", action="store_true", help="--model at datasheet peaks, not measured ceilings")
-    bench.add_argument("--text-tokens", type=int, default=512, help="prompt length for --flops/--model (default 512)")
+    bench.add_argument(
+        "--text-tokens",
+        type=int,
+        help="prompt length for --flops/--model (default 512, or the set's longest if shorter)",
+    )
     bench.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     bench.set_defaults(handler=_bench)
 

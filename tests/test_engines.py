@@ -143,8 +143,8 @@ class TestFp8WeightOnlyEngineSet:
         assert new.engines["text_encoder"] == old.engines["text_encoder"]
         assert [p.bucket for p in new.engines["dit_cond"].profiles] == [b.name for b in CHANGED]
         assert sorted(p.name for p in (out / "plans").iterdir()) == sorted(
-            Path(e.file).name for e in new.engines.values()
-        )
+            Path(r.file).name for e in new.engines.values() for r in e.files
+        )  # the plans and their anatomy files, nothing stale
 
     def test_manifest_refuses_mismatches(self, engine_set: Path, tmp_path: Path) -> None:
         out = self.copy(engine_set, tmp_path)

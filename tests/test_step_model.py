@@ -149,6 +149,44 @@ def test_tiny_dit_flops_follow_the_formula_at_its_widths(rtx_set: Path, tiny_dir
         )
 
 
+def test_a_gemms_bytes_are_its_input_weight_and_output(rtx_set: Path, tiny_dir: Path) -> None:
+    """qkv of block 0 in the bf16 plan, at two sizes: it reads a [B·L, d] bf16 input and the [d, 3d] bf16 weight
+    (plus TensorRT's two float32 alpha/beta scalars) and writes [B·L, 3d] bf16 — computed here from the config."""
+    config = json.loads((tiny_dir / "transformer" / "config.json").read_text())
+    d = config["num_attention_heads"] * config["attention_head_dim"]
+    manifest = json.loads((rtx_set / "manifest.json").read_text())
+    anatomy = EngineAnatomy.load(rtx_set / manifest["engines"]["dit_cond"]["anatomy"]["file"])
+    for bucket, text, batch in ((Bucket(256, 256), 77, 1), (Bucket(256, 384), 128, 2)):
+        rows = batch * (bucket.tokens + text)
+        values = symbol_values(Component.DIT_COND, bucket, text, batch)
+        run = model_engine(anatomy, values, RATES, bucket.name)
+        (qkv,) = [x for x in run.layers if x.name.startswith("layers.0.attention.qkv/")]
+        assert qkv.bytes == 2 * d * rows + 2 * d * 3 * d + 2 * 4 + 2 * 3 * d * rows
+
+
+def test_an_fp8_gemms_bytes_are_its_own_tensors(exports, tiny_dir: Path) -> None:
+    """The fp8 qkv GEMM: its FP8 input [B·L, d] is not to be taken for the (transposed, static) FP8 weight
+    [3d, d] its metadata also names; it writes [B·L, 3d] bf16."""
+    from ideogram_trt.core.sidecar import ExportSidecar
+    from ideogram_trt.engines.anatomy import parse_layer_report
+    from ideogram_trt.engines.layer_cost import onnx_layer_costs
+    from ideogram_trt.engines.profiles import AxisRange, ProfileRanges, profile_for
+    from ideogram_trt.engines.tensorrt_adapter import BuildTarget, Flavor, build_engine
+
+    config = json.loads((tiny_dir / "transformer" / "config.json").read_text())
+    d = config["num_attention_heads"] * config["attention_head_dim"]
+    folder = exports.get("fp8", "bf16", ("dit_cond",))
+    inputs = ExportSidecar.load(folder, Component.DIT_COND).inputs
+    profile = profile_for(inputs, Bucket(256, 256), ProfileRanges(AxisRange(1, 1, 2), AxisRange(1, 32, 128)))
+    result = build_engine(folder / "dit_cond.onnx", [profile], BuildTarget(Flavor.TENSORRT_RTX, ("8.9",)), True)
+    layers = parse_layer_report(result.layer_reports[0], result.version)
+    costs = onnx_layer_costs(folder / "dit_cond.onnx", layers)
+    (cost,) = [c for x, c in zip(layers, costs, strict=True) if x.name.startswith("layers.0.attention.qkv/")]
+    assert cost is not None
+    for rows in (256 + 7, 2 * (256 + 100)):
+        assert cost.bytes.evaluate({"B": 1, "L": rows}) == d * rows + 3 * d * d + 2 * 4 + 2 * 3 * d * rows
+
+
 def test_inspect_anatomy_json_has_the_per_block_counts(rtx_set: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "anatomy.json"
     assert main(["inspect", str(rtx_set), "--anatomy", "--component", "dit_cond", "--json", str(out)]) == 0
@@ -170,6 +208,7 @@ def test_bench_model_adds_its_stages_up(rtx_set: Path, tmp_path: Path) -> None:
     assert main([*args, "--text-tokens", "100", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["modeled"] is True and report["card"]["rates"] == "datasheet"
+    assert report["uncond_modeled_as"] == "dit_cond@T=0"  # this set has no dit_uncond plan
     stages = report["stages"]
     assert stages["text_encoder"] is None  # not in this set
     cond, uncond, vae = stages["dit_cond_pass"]["ms"], stages["dit_uncond_pass"]["ms"], stages["vae_decoder"]["ms"]
@@ -189,7 +228,7 @@ def test_bench_model_adds_its_stages_up(rtx_set: Path, tmp_path: Path) -> None:
         ("changed", "changed since the build (sha256 differs from the manifest)"),
         ("onnxruntime", "an onnxruntime engine set has no TensorRT plans, so no anatomy"),
         ("component", "--component dit_uncond: this engine set has dit_cond, vae_decoder, sampler"),
-        ("text", "--text-tokens 4096: give a prompt length from 1 to 2048 tokens"),
+        ("text", "--text-tokens 4096: give a prompt length from 1 to 128 tokens (the engine set's profiles)"),
     ],
 )
 def test_bad_input_is_one_line(case: str, needle: str, rtx_set: Path, one_graph_engines: Path, tmp_path: Path,

@@ -102,10 +102,16 @@ class EngineEntry:
     anatomy: FileRecord | None = None  # a TensorRT plan's layers as built (schema 3; `inspect --anatomy`)
 
     @property
-    def files(self) -> list[FileRecord]:
-        """Every file of this engine: what it reads, and its anatomy."""
+    def runtime_files(self) -> list[FileRecord]:
+        """What running this engine reads: the plan or graph, and its external data."""
         own = FileRecord(self.file, self.sha256, self.bytes)
-        return [own, *(r for r in (self.external_data, self.anatomy) if r is not None)]
+        return [own] if self.external_data is None else [own, self.external_data]
+
+    @property
+    def files(self) -> list[FileRecord]:
+        """Every file of this engine in the set: what it runs from, and its anatomy (which no runtime reads, so a
+        missing anatomy file does not stop a set from running; ``inspect --anatomy`` refuses it)."""
+        return self.runtime_files + ([self.anatomy] if self.anatomy is not None else [])
 
     def input(self, name: str) -> TensorEntry:
         return find_tensor(self.inputs, name)
@@ -191,7 +197,7 @@ class Manifest:
     def files(self) -> list[tuple[FileRecord, str]]:
         """Every file of the set a runtime reads, with what reads it: plans or graphs (with their data), then the
         tokenizer's files; paths relative to the set."""
-        records = [(record, f"engine {entry.name}") for entry in self.engines.values() for record in entry.files]
+        records = [(r, f"engine {entry.name}") for entry in self.engines.values() for r in entry.runtime_files]
         for r in self.tokenizer_files:
             records.append((FileRecord(f"{self.tokenizer}/{r.file}", r.sha256, r.bytes), "tokenizer"))
         return records

@@ -41,12 +41,16 @@ def _need_plans(root: Path, manifest: Manifest) -> None:
         raise InputError(f"{root}: an {manifest.flavor.value} engine set has no TensorRT plans, so no anatomy")
 
 
-def set_anatomies(root: Path, manifest: Manifest, component: str | None = None) -> list[EngineAnatomy]:
+def set_anatomies(
+    root: Path, manifest: Manifest, component: str | None = None, bucket: str | None = None
+) -> list[EngineAnatomy]:
     _need_plans(root, manifest)
-    return [load_anatomy(root, entry) for entry in _entries(manifest, component)]
+    return [load_anatomy(root, entry) for entry in _entries(manifest, component, bucket)]
 
 
-def plan_anatomies(root: Path, manifest: Manifest, component: str | None = None) -> list[EngineAnatomy]:
+def plan_anatomies(
+    root: Path, manifest: Manifest, component: str | None = None, bucket: str | None = None
+) -> list[EngineAnatomy]:
     """Anatomy read from the plans by TensorRT's engine inspector (a set built before anatomy was recorded): the
     layers only, no costs (the graphs they were built from may be gone)."""
     from ideogram_trt.engines.anatomy import AnatomySource, ProfileInfo
@@ -54,7 +58,7 @@ def plan_anatomies(root: Path, manifest: Manifest, component: str | None = None)
 
     _need_plans(root, manifest)
     found = []
-    for entry in _entries(manifest, component):
+    for entry in _entries(manifest, component, bucket):
         path = resolve_inside(root, entry.file, "plan", AnatomyError, "rebuild the engine set")
         layers = parse_inspector_json(inspect_plan(path.read_bytes(), manifest.flavor))
         profiles = tuple(ProfileInfo(p.index, p.bucket) for p in entry.profiles)
@@ -65,8 +69,9 @@ def plan_anatomies(root: Path, manifest: Manifest, component: str | None = None)
     return found
 
 
-def _entries(manifest: Manifest, component: str | None) -> list[EngineEntry]:
-    entries = list(manifest.engines.values())
+def _entries(manifest: Manifest, component: str | None, bucket: str | None) -> list[EngineEntry]:
+    """The engines to show: those serving ``bucket`` (one plan per bucket: only that bucket's), of ``component``."""
+    entries = [e for e in manifest.engines.values() if bucket is None or not e.buckets or bucket in e.buckets]
     if component is not None:
         entries = [e for e in entries if e.graph.value == component or e.name == component]
         if not entries:
@@ -116,6 +121,7 @@ def summarize(anatomy: EngineAnatomy, bucket: Bucket | None, text_tokens: int) -
             for g in pattern_groups(anatomy, profile.index)
         ],
         "non_gemm_bytes_per_run": run.non_gemm_bytes(),
+        "costed": any(cost is not None for cost in anatomy.costs),  # False: read from a plan, no graph at hand
         "unresolved_tensors": run.unresolved,
         "sizes": {"bucket": bucket.name if bucket else None, "text_tokens": text_tokens, "batch": 1},
     }
@@ -163,6 +169,7 @@ def model_report(
         "text_tokens": text_tokens,
         "steps": result.steps,
         "uncond_steps": result.uncond_steps,
+        "uncond_modeled_as": result.uncond_modeled_as,
         "stages": {
             Component.TEXT_ENCODER.value: engine(result.text_encoder),
             "dit_cond_pass": engine(result.cond),

@@ -369,10 +369,15 @@ def _build_one(request: BuildRequest, out: Path, spec: EngineSpec, target: Targe
         result = build_engine(spec.onnx, [p for _, p in spec.profiles], build_target, detailed=True)
         relative = f"plans/{spec.name}.{spec.key[:16]}.plan"
         destination = out / relative
-        anatomy_text = _anatomy(spec, result, target.flavor).to_json()
-        anatomy_path = out / f"plans/{spec.name}.{spec.key[:16]}{ANATOMY_SUFFIX}"
-        atomic_write(anatomy_path, anatomy_text, "engine anatomy")
-        anatomy = FileRecord(anatomy_path.relative_to(out).as_posix(), file_digest(anatomy_path), len(anatomy_text))
+        try:
+            anatomy_text = _anatomy(spec, result, target.flavor).to_json()
+        except Exception as exc:  # a diagnostic: the plan is good without it (`inspect --anatomy` says so)
+            console.print(f"  {spec.name}: warning: no anatomy recorded ({type(exc).__name__}: {exc})")
+        else:
+            anatomy_path = out / f"plans/{spec.name}.{spec.key[:16]}{ANATOMY_SUFFIX}"
+            atomic_write(anatomy_path, anatomy_text, "engine anatomy")
+            size = len(anatomy_text.encode())
+            anatomy = FileRecord(anatomy_path.relative_to(out).as_posix(), file_digest(anatomy_path), size)
         atomic_write(destination, result.plan, "plan")
         report = BuildReport(round(result.seconds, 2), result.peak_host_memory_bytes, len(result.plan), weights)
     return EngineEntry(

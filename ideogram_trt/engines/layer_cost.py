@@ -202,9 +202,11 @@ def _resolve(dims: tuple[int, ...], candidates: list[_Tensor], used: set[int]) -
     static = math.prod(d for d in dims if d != -1)
 
     def same_rank(t: _Tensor) -> bool:
+        # A dynamic axis is a symbolic size in the graph (a weight's static sizes never match one); a static axis
+        # is the same number, or a symbol the profile fixed (N in a bucket's profile).
         assert t.dims is not None
         return len(t.dims) == len(dims) and all(
-            d == -1 or (p is not None and p.terms in ((), ((float(d), ()),))) or (p is not None and p.symbols)
+            p is not None and (bool(p.symbols) if d == -1 else (bool(p.symbols) or p.terms == ((float(d), ()),)))
             for d, p in zip(dims, t.dims, strict=True)
         )
 

@@ -45,7 +45,7 @@ class LayerTime:
 
 def layer_time(kind: LayerClass, precision: str, flops: float, moved: float, rates: Rates) -> tuple[float, str]:
     """Seconds of one kernel without its launch floor, and what bounds it."""
-    fp8 = "FP8" in precision.split("+")
+    fp8 = precision == "FP8"  # every activation input FP8 (a mixed BFloat16+FP8 kernel runs at the bf16 rate)
     if kind is LayerClass.ATTENTION:
         rate = rates.attention_fp8_tflops if fp8 else rates.attention_bf16_tflops
     elif kind in (LayerClass.GEMM, LayerClass.DEQUANT_GEMM, LayerClass.CONV):
@@ -150,6 +150,7 @@ class RequestTime:
     vae: EngineTime | None
     steps: int
     uncond_steps: int
+    uncond_modeled_as: str = "dit_uncond"  # or "dit_cond@T=0" where the set has no unconditional plan
 
     @property
     def step_seconds(self) -> float:
@@ -206,10 +207,11 @@ def model_request(
     cond = run(Component.DIT_COND, symbol_values(Component.DIT_COND, bucket, text_tokens))
     assert cond is not None
     uncond_steps = sum(1 for g in preset.guidance if g != 1.0)
+    modeled_as = "dit_uncond"
     if Component.DIT_UNCOND in anatomies:
         uncond = run(Component.DIT_UNCOND, symbol_values(Component.DIT_UNCOND, bucket, text_tokens))
     else:
-        uncond = run(Component.DIT_COND, symbol_values(Component.DIT_COND, bucket, 0))
+        uncond, modeled_as = run(Component.DIT_COND, symbol_values(Component.DIT_COND, bucket, 0)), "dit_cond@T=0"
     return RequestTime(
         text_encoder=run(Component.TEXT_ENCODER, symbol_values(Component.TEXT_ENCODER, None, text_tokens)),
         cond=cond,
@@ -217,4 +219,5 @@ def model_request(
         vae=run(Component.VAE_DECODER, symbol_values(Component.VAE_DECODER, bucket, text_tokens)),
         steps=preset.steps,
         uncond_steps=uncond_steps,
+        uncond_modeled_as=modeled_as if uncond_steps else "",
     )
