@@ -545,6 +545,10 @@ def _bench(args: argparse.Namespace) -> int:
     console = Console()
     if args.json is not None:  # refused before minutes of timing, not after
         check_output_target(args.json, "--json output")
+    if args.flops and args.model:
+        raise IdeogramTrtError("give --flops (the FLOP floor) or --model (the modeled time), not both")
+    if args.datasheet and not args.model:
+        raise IdeogramTrtError("--datasheet chooses the rates of --model; add --model")
     if args.flops:
         if not args.bucket:
             raise IdeogramTrtError("--flops needs --bucket HxW (e.g. 1024x1024)")

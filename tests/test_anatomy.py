@@ -43,7 +43,7 @@ REPORT = "\n".join([
     "Name: __mye47538_myl0_11, LayerType: signal, Inputs: [], Constants: [], Outputs: [], TacticName: , "
     "StreamId: 0, EventId:",
     "Name: __myl_AddSilu_myl0_10, LayerType: kgen, Inputs: [], Constants: [], Outputs: [], TacticName: k, "
-    "StreamId: 0, Metadata: [ONNX Layer: t_embedding/Sigmoid_1]",
+    "StreamId: 1, Metadata: [ONNX Layer: t_embedding/Sigmoid_1]",
     "",
     "I/O Tensors:",
 ])  # fmt: skip
@@ -59,7 +59,7 @@ def test_a_hand_written_report_parses_and_classifies() -> None:
     assert ffn.modules == ("layers.3.feed_forward.w3", "layers.3.feed_forward.w1") and ffn.block == 3
     assert ffn.precision == "FP8" and ffn.inputs[0].dims == (-1, 64) and ffn.constants[0].name == "w"
     assert layers[2].precision == "BFloat16" and layers[3].modules == ("layers.3.adaln_modulation",)
-    assert layers[4].onnx_layers == () and layers[5].block is None
+    assert layers[4].onnx_layers == () and layers[5].block is None and layers[5].stream == 1
     assert block_patterns(layers) == {3: BlockPattern(gemm=2, fp8_gemm=1, attention=1, attention_precision="BFloat16",
                                                       other=0)}  # fmt: skip
 

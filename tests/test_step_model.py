@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ def _layer(name: str, kind: str, dtype: str, block: int | None = None) -> Engine
 def _synthetic() -> EngineAnatomy:
     bl = Poly.symbol("B") * Poly.symbol("L")
     layers = (
-        _layer("layers.0.attention.qkv/MatMul_1_myl0_1", "gemm", "FP8", 0),
+        replace(_layer("layers.0.attention.qkv/MatMul_1_myl0_1", "gemm", "FP8", 0), stream=2),
         _layer("_gemm_mha_v2_myl0_2", "kgen", "BFloat16", 0),
         _layer("__myl_AddMul_myl0_3", "kgen", "BFloat16", 0),
         _layer("__mye1_myl0_4", "shape_call", "Int32"),
@@ -49,7 +50,9 @@ def _synthetic() -> EngineAnatomy:
 def test_the_model_reproduces_hand_arithmetic(tmp_path: Path) -> None:
     path = tmp_path / "x.anatomy.json"
     path.write_text(_synthetic().to_json())
-    run = model_engine(EngineAnatomy.load(path), {"B": 1, "L": 100}, RATES, "256x256")  # through the file
+    loaded = EngineAnatomy.load(path)
+    assert loaded == _synthetic()  # the file keeps every field (streams included)
+    run = model_engine(loaded, {"B": 1, "L": 100}, RATES, "256x256")
     gemm, attention, other = run.layers
     # GEMM: 2·100·64·128 = 1,638,400 FLOPs at 100 TFLOP/s = 16.384 ns; bytes 6,400 + 8,192 + 25,600 = 40,192 at
     # 1 TB/s = 40.192 ns: memory-bound.

@@ -91,6 +91,7 @@ class EngineLayer:
     tactic: str
     onnx_layers: tuple[str, ...]
     profile: int = 0  # the optimization profile this layer runs in (each profile has its own layers)
+    stream: int = 0  # the builder's stream (auxiliary streams let independent kernels overlap)
 
     @property
     def kind(self) -> LayerClass:
@@ -196,6 +197,7 @@ def parse_layer_report(report: str, version: str) -> list[EngineLayer]:
                 tactic=match["tactic"],
                 onnx_layers=tuple(_ONNX_LAYER.findall(match["meta"] or "")),
                 profile=layer_profile(match["name"]),
+                stream=int(match["stream"]),
             )
         )
     if not layers:
@@ -286,6 +288,7 @@ class EngineAnatomy:
         for layer, cost in zip(self.layers, self.costs, strict=True):
             entry: dict[str, Any] = {
                 "name": layer.name, "type": layer.layer_type, "tactic": layer.tactic, "profile": layer.profile,
+                "stream": layer.stream,
                 "onnx": list(layer.onnx_layers), "inputs": tensors(layer.inputs),
                 "constants": tensors(layer.constants), "outputs": tensors(layer.outputs),
             }  # fmt: skip
@@ -334,6 +337,7 @@ class EngineAnatomy:
                     inputs=tensors("inputs"), constants=tensors("constants"), outputs=tensors("outputs"),
                     tactic=f.get(raw, "tactic", str, at), onnx_layers=tuple(onnx_layers),
                     profile=f.count(raw, "profile", at, 0, 1 << 10),
+                    stream=f.count(raw, "stream", at, 0, 1 << 10) if "stream" in raw else 0,
                 )
             )  # fmt: skip
             cost = f.get(raw, "cost", dict, at, optional=True)

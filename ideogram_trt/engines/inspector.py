@@ -135,7 +135,7 @@ def _layer(raw: object, index: int) -> EngineLayer:
         raise AnatomyError(f"{where} has no LayerType")
     # ParameterType is the layer's kind (Convolution) where LayerType names its implementation (CaskConvolution)
     parameter_type = raw.get("ParameterType")
-    tactic = raw.get("TacticName", "")
+    tactic, stream = raw.get("TacticName", ""), raw.get("StreamId", 0)
     return EngineLayer(
         name=name,
         layer_type=parameter_type if isinstance(parameter_type, str) and parameter_type else layer_type,
@@ -145,6 +145,7 @@ def _layer(raw: object, index: int) -> EngineLayer:
         tactic=tactic if isinstance(tactic, str) else "",
         onnx_layers=_onnx_layers(raw.get("Metadata"), where),
         profile=layer_profile(name),
+        stream=stream if type(stream) is int and stream >= 0 else 0,
     )
 
 
