@@ -229,6 +229,17 @@ class TestFp8EngineSet:
             outcome.manifest.calibration
             == json.loads((out / "onnx" / "dit_cond.json").read_text())["calibration"]["sha256"]
         )
+        # Every plan's anatomy reads back; the fp8 DiT's blocks have four FP8 GEMMs each (issue 15).
+        from ideogram_trt.cli import main
+
+        anatomy, model = tmp_path / "anatomy.json", tmp_path / "model.json"
+        assert main(["inspect", str(out), "--anatomy", "--json", str(anatomy)]) == 0
+        engines = {e["engine"]: e for e in json.loads(anatomy.read_text())["engines"]}
+        assert sorted(engines) == sorted(ENGINES)
+        assert {b["fp8_gemm"] for b in engines["dit_cond"]["blocks"].values()} == {4}
+        assert main(["bench", "--model", "--engines", str(out), "--card", "h100", "--json", str(model)]) == 0
+        stages = json.loads(model.read_text())["stages"]
+        assert all(stages[s] is not None for s in ("text_encoder", "dit_cond_pass", "dit_uncond_pass", "vae_decoder"))
 
 
 class TestPerBucketPlans:
@@ -249,6 +260,14 @@ class TestPerBucketPlans:
         )
         assert sorted(again.built) == [f"{g}@320x320" for g in ("dit_cond", "dit_uncond", "sampler", "vae_decoder")]
         assert len(again.reused) == 8
+        # One plan per bucket: the anatomy shown is that bucket's plans', and the model takes them.
+        from ideogram_trt.cli import main
+
+        shown = tmp_path / "anatomy.json"
+        assert main(["inspect", str(tmp_path / "split"), "--anatomy", "--bucket", "320x320", "--json", str(shown)]) == 0
+        names = sorted(e["engine"] for e in json.loads(shown.read_text())["engines"])
+        assert names == [f"{g}@320x320" for g in ("dit_cond", "dit_uncond", "sampler", "vae_decoder")]
+        assert main(["bench", "--model", "--engines", str(tmp_path / "split"), "--bucket", "320x320"]) == 0
 
 
 def test_unavailable_flavor_is_one_line_without_fallback(tiny_dir: Path, tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ GROUPS = {
     LayerClass.ELEMENTWISE: "elementwise", LayerClass.REFORMAT: "elementwise",
 }  # fmt: skip
 BREAKDOWN = ("gemm", "attention", "elementwise", "dequant", "launch")
+UNCOND_STANDIN = f"{Component.DIT_COND.value}@T=0"  # a set without an unconditional plan: the same blocks, no text
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ class RequestTime:
     vae: EngineTime | None
     steps: int
     uncond_steps: int
-    uncond_modeled_as: str = "dit_uncond"  # or "dit_cond@T=0" where the set has no unconditional plan
+    uncond_modeled_as: str = ""  # the plan the unconditional passes were modeled with (UNCOND_STANDIN: none of its own)
 
     @property
     def step_seconds(self) -> float:
@@ -207,11 +208,11 @@ def model_request(
     cond = run(Component.DIT_COND, symbol_values(Component.DIT_COND, bucket, text_tokens))
     assert cond is not None
     uncond_steps = sum(1 for g in preset.guidance if g != 1.0)
-    modeled_as = "dit_uncond"
+    modeled_as = Component.DIT_UNCOND.value
     if Component.DIT_UNCOND in anatomies:
         uncond = run(Component.DIT_UNCOND, symbol_values(Component.DIT_UNCOND, bucket, text_tokens))
     else:
-        uncond, modeled_as = run(Component.DIT_COND, symbol_values(Component.DIT_COND, bucket, 0)), "dit_cond@T=0"
+        uncond, modeled_as = run(Component.DIT_COND, symbol_values(Component.DIT_COND, bucket, 0)), UNCOND_STANDIN
     return RequestTime(
         text_encoder=run(Component.TEXT_ENCODER, symbol_values(Component.TEXT_ENCODER, None, text_tokens)),
         cond=cond,
