@@ -109,7 +109,10 @@ BLOCK_PATTERNS = {
 
 # Other kernels per block today (elementwise, reformat), first and last block of the two-block DiT: a change
 # that breaks a fusion adds kernels and fails here, with the block's kernels in the message.
-OTHER_TODAY = {"fp8": (11, 14), "fp8-quantize-attention": (11, 14), "fp8-wo": (13, 16), "bf16": (13, 16)}
+OTHER_TODAY = {"fp8": (9, 11), "fp8-quantize-attention": (9, 11), "fp8-wo": (10, 12), "bf16": (10, 12)}
+# The full-size plans in docs/bench/anatomy were built before q and k were normalized and rotated as one tensor
+# (docs/BENCHMARKS.md §6.4); then the small DiT had these counts too. Rebuilding them updates this to OTHER_TODAY.
+FULL_SIZE_OTHER = {"fp8": (11, 14), "fp8-quantize-attention": (11, 14), "fp8-wo": (13, 16), "bf16": (13, 16)}
 
 
 @pytest.fixture(scope="module")
@@ -184,4 +187,4 @@ def test_the_full_size_plans_have_the_small_dits_block_pattern(case: str) -> Non
                  and not all(m.endswith("adaln_modulation") for m in k[2])]  # fmt: skip
         assert found == BLOCK_PATTERNS[case], f"full-size block {block}: {found}"
     patterns = block_patterns(layers)
-    assert (patterns[0].other, patterns[33].other) == OTHER_TODAY[case]  # the small DiT's first and last block
+    assert (patterns[0].other, patterns[33].other) == FULL_SIZE_OTHER[case]  # the first and last block

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ideogram_trt.model.configs import DiTConfig
-from ideogram_trt.model.layers import RMSNorm, rotate_half
+from ideogram_trt.model.layers import RMSNorm, rms_norm, rotate_half
 
 QK_NORM_EPS = 1e-5  # docs/MODEL.md §4.1: hard-coded
 FINAL_NORM_EPS = 1e-6
@@ -50,11 +50,13 @@ class Attention(nn.Module):
         b, length, _ = x.shape
         # Slices, not unbind/chunk: those export as ONNX sequence ops, which TensorRT does not take.
         qkv = self.qkv(x).view(b, length, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        q = self.norm_q(q)
-        k = self.norm_k(k)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
+        # q and k are normalized and rotated as one [B, L, 2, H, hd] tensor: the same per-element math as two norms and
+        # two rotations, and TensorRT then fuses them into fewer kernels with no q/k slice copies (issue 15,
+        # docs/BENCHMARKS.md §6.4). The weights stay the release's norm_q / norm_k.
+        weight = torch.stack((self.norm_q.weight, self.norm_k.weight))[:, None, :]
+        qk = rms_norm(qkv[:, :, :2], weight, self.norm_q.eps)
+        qk = qk * cos.unsqueeze(-2) + rotate_half(qk) * sin.unsqueeze(-2)
+        q, k, v = qk[:, :, 0], qk[:, :, 1], qkv[:, :, 2]
         out = self.attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), key_mask)
         return self.o(out.transpose(1, 2).reshape(b, length, -1))
 
