@@ -365,18 +365,15 @@ def _inspect(args: argparse.Namespace) -> int:
 def _inspect_anatomy(args: argparse.Namespace) -> int:
     import json
 
-    from ideogram_trt.core.buckets import Bucket
     from ideogram_trt.core.files import atomic_write, check_output_target
     from ideogram_trt.core.manifest import Manifest
-    from ideogram_trt.engines.anatomy_report import plan_anatomies, set_anatomies, summarize
+    from ideogram_trt.engines.anatomy_report import chosen_bucket, plan_anatomies, set_anatomies, summarize
 
     if args.json is not None:
         check_output_target(args.json, "--json output")
     manifest = Manifest.load(args.engines)
     text_tokens = _check_text_tokens(args.text_tokens, manifest.max_text_tokens)
-    bucket = Bucket.parse(args.bucket) if args.bucket else manifest.bucket_objects[0]
-    if bucket.name not in manifest.buckets:
-        raise IdeogramTrtError(f"--bucket {bucket.name}: this engine set has {', '.join(manifest.buckets)}")
+    bucket = chosen_bucket(manifest, args.bucket)
     if args.from_plan:
         anatomies = plan_anatomies(args.engines, manifest, args.component, bucket.name)
     else:
@@ -414,11 +411,7 @@ def _print_anatomy(summary: dict[str, Any]) -> None:
         others = len(group["kernels"]) - len(shown)
         print(f"  blocks {group['blocks']}: " + " | ".join(shown) + f" | +{others} other")
     sizes = summary["sizes"]
-    moved = (
-        "unknown"
-        if summary["source"] == "engine-inspector" and not summary["costed"]
-        else (f"{summary['non_gemm_bytes_per_run'] / 1e6:,.1f} MB")
-    )
+    moved = f"{summary['non_gemm_bytes_per_run'] / 1e6:,.1f} MB" if summary["costed"] else "unknown"
     print(f"  non-GEMM kernels move {moved} per run (modeled: batch 1, "
           f"{sizes['text_tokens']} text tokens, {sizes['bucket']}; {summary['unresolved_tensors']} tensors of "
           "unknown size)")  # fmt: skip
@@ -574,12 +567,12 @@ def _bench(args: argparse.Namespace) -> int:
             raise IdeogramTrtError("--model needs --engines DIR (an engine set built by TensorRT or TensorRT-RTX)")
         from ideogram_trt.core.cards import card
         from ideogram_trt.core.manifest import Manifest
-        from ideogram_trt.engines.anatomy_report import anatomies_for_request, model_report
+        from ideogram_trt.engines.anatomy_report import anatomies_for_request, chosen_bucket, model_report
 
         chosen = card(args.card)  # an unknown card is refused before the engine set is read
         manifest = Manifest.load(args.engines)
         text_tokens = _check_text_tokens(args.text_tokens, manifest.max_text_tokens)
-        bucket = Bucket.parse(args.bucket) if args.bucket else manifest.bucket_objects[0]
+        bucket = chosen_bucket(manifest, args.bucket)
         anatomies = anatomies_for_request(args.engines, manifest, bucket)
         report = model_report(anatomies, bucket, args.preset, text_tokens, chosen, args.datasheet)
         _print_model(report, console)

@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from ideogram_trt.core.buckets import Bucket
-from ideogram_trt.core.cards import Card
+from ideogram_trt.core.cards import CARDS, Card, Source
 from ideogram_trt.core.components import Component
 from ideogram_trt.core.digest import file_digest
 from ideogram_trt.core.errors import InputError
 from ideogram_trt.core.files import resolve_inside
 from ideogram_trt.core.manifest import EngineEntry, Manifest
 from ideogram_trt.core.schedule import get_preset
-from ideogram_trt.engines.anatomy import AnatomyError, EngineAnatomy, block_patterns
+from ideogram_trt.engines.anatomy import AnatomyError, AnatomySource, EngineAnatomy, ProfileInfo, block_patterns
 from ideogram_trt.engines.step_model import RequestTime, model_engine, model_request, symbol_values
 
 REBUILD = (
@@ -53,7 +53,6 @@ def plan_anatomies(
 ) -> list[EngineAnatomy]:
     """Anatomy read from the plans by TensorRT's engine inspector (a set built before anatomy was recorded): the
     layers only, no costs (the graphs they were built from may be gone)."""
-    from ideogram_trt.engines.anatomy import AnatomySource, ProfileInfo
     from ideogram_trt.engines.inspector import inspect_plan, parse_inspector_json
 
     _need_plans(root, manifest)
@@ -103,8 +102,6 @@ def summarize(anatomy: EngineAnatomy, bucket: Bucket | None, text_tokens: int) -
     profile = anatomy.profile_for(bucket.name if bucket and graph.spec.per_bucket else None)
     layers = [layer for layer, _ in anatomy.profile_layers(profile.index)]
     classes = Counter(layer.kind.value for layer in layers if layer.kind.runs_kernel)
-    from ideogram_trt.core.cards import CARDS
-
     # Bytes do not depend on the card: any card's rates give the same byte counts.
     run = model_engine(anatomy, symbol_values(graph, bucket, text_tokens), CARDS["h200"].rates(), profile.bucket)
     return {
@@ -127,10 +124,17 @@ def summarize(anatomy: EngineAnatomy, bucket: Bucket | None, text_tokens: int) -
     }
 
 
-def anatomies_for_request(root: Path, manifest: Manifest, bucket: Bucket) -> dict[Component, EngineAnatomy]:
-    _need_plans(root, manifest)
+def chosen_bucket(manifest: Manifest, name: str | None) -> Bucket:
+    """``--bucket`` of `inspect --anatomy` and `bench --model`: one of the set's, by default its first."""
+    bucket = Bucket.parse(name) if name else manifest.bucket_objects[0]
     if bucket.name not in manifest.buckets:
         raise InputError(f"--bucket {bucket.name}: this engine set has {', '.join(manifest.buckets)}")
+    return bucket
+
+
+def anatomies_for_request(root: Path, manifest: Manifest, bucket: Bucket) -> dict[Component, EngineAnatomy]:
+    """The plans a request at ``bucket`` runs (``bucket`` from ``chosen_bucket``)."""
+    _need_plans(root, manifest)
     found = {}
     for graph in (Component.TEXT_ENCODER, Component.DIT_COND, Component.DIT_UNCOND, Component.VAE_DECODER):
         if manifest.has(graph):
@@ -147,8 +151,6 @@ def model_report(
     datasheet: bool,
 ) -> dict[str, Any]:
     """The modeled request, its breakdown and the two floors, as JSON."""
-    from ideogram_trt.core.cards import Source
-
     source = card.source(Source.DATASHEET if datasheet else None)
     rates = card.rates(source)
     chosen = get_preset(preset)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ideogram_trt.engines.anatomy import EngineLayer
+from ideogram_trt.engines.anatomy import EngineLayer, LayerClass
 
 Monomial = tuple[tuple[str, int], ...]  # sorted (symbol, power) pairs; () is the constant term
 _FACTOR = re.compile(r"^(?:\d+|[A-Za-z_][A-Za-z0-9_]*)$")
@@ -122,7 +122,6 @@ class LayerCost:
 
 @dataclass(frozen=True)
 class _Tensor:
-    dtype: int
     dims: tuple[Poly | None, ...] | None  # None: rank unknown
 
     @property
@@ -150,14 +149,14 @@ def _tensor_table(model: Any) -> dict[str, _Tensor]:
     table: dict[str, _Tensor] = {}
     for value in (*graph.input, *graph.output, *graph.value_info):
         kind = value.type.tensor_type
-        table[value.name] = _Tensor(kind.elem_type, dims_of(kind.shape) if kind.HasField("shape") else None)
+        table[value.name] = _Tensor(dims_of(kind.shape) if kind.HasField("shape") else None)
     for init in graph.initializer:
-        table[init.name] = _Tensor(init.data_type, tuple(Poly.const(int(d)) for d in init.dims))
+        table[init.name] = _Tensor(tuple(Poly.const(int(d)) for d in init.dims))
     for node in graph.node:  # Constant nodes: scales and shapes, small but real reads
         if node.op_type == "Constant":
             for attr in node.attribute:
                 if attr.name == "value":
-                    table[node.output[0]] = _Tensor(attr.t.data_type, tuple(Poly.const(int(d)) for d in attr.t.dims))
+                    table[node.output[0]] = _Tensor(tuple(Poly.const(int(d)) for d in attr.t.dims))
     return table
 
 
@@ -240,7 +239,7 @@ def _attention_output(members: list[Any], table: Mapping[str, _Tensor]) -> tuple
     return None
 
 
-_COMPUTE = ("gemm", "dequant_gemm", "conv", "attention")
+_COMPUTE = (LayerClass.GEMM, LayerClass.DEQUANT_GEMM, LayerClass.CONV)
 
 
 def onnx_layer_costs(onnx_path: Path, layers: list[EngineLayer]) -> list[LayerCost | None]:
@@ -273,7 +272,7 @@ def onnx_layer_costs(onnx_path: Path, layers: list[EngineLayer]) -> list[LayerCo
         read = [table[i] for i in read_names if i in table]
         written = [table[o] for o in written_names if o in table]
         flops, unresolved = Poly(), 0
-        if layer.kind.value == "attention":
+        if layer.kind is LayerClass.ATTENTION:
             output = _attention_output(members, table)
             if output is None:
                 costs.append(LayerCost(Poly(), Poly(), len(layer.inputs) + len(layer.outputs) + 1))
@@ -282,7 +281,7 @@ def onnx_layer_costs(onnx_path: Path, layers: list[EngineLayer]) -> list[LayerCo
             width = sum(_ENGINE_BYTES.get(t.dtype, 2) for t in (*layer.inputs, *layer.outputs))
             costs.append(LayerCost((elements * length).scale(4), elements.scale(width)))
             continue
-        if layer.kind.value in _COMPUTE:  # an elementwise kernel may name a Gemm node whose bias add it runs
+        if layer.kind in _COMPUTE:  # an elementwise kernel may name a Gemm node whose bias add it runs
             for node in members:
                 node_flops, found = _node_flops(node, table)
                 flops, unresolved = flops + node_flops, unresolved + (not found)

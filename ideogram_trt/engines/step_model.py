@@ -154,38 +154,34 @@ class RequestTime:
     uncond_modeled_as: str = ""  # the plan the unconditional passes were modeled with (UNCOND_STANDIN: none of its own)
 
     @property
+    def runs(self) -> list[tuple[EngineTime, int]]:
+        """Each engine of the request with how often it runs."""
+        runs = [(self.text_encoder, 1), (self.cond, self.steps), (self.uncond, self.uncond_steps), (self.vae, 1)]
+        return [(engine, count) for engine, count in runs if engine is not None]
+
+    @property
     def step_seconds(self) -> float:
         """A step with guidance: the conditional and the unconditional pass."""
         return self.cond.seconds + (self.uncond.seconds if self.uncond is not None else 0.0)
 
     @property
-    def denoise_seconds(self) -> float:
-        uncond = self.uncond.seconds * self.uncond_steps if self.uncond is not None else 0.0
-        return self.cond.seconds * self.steps + uncond
-
-    @property
     def seconds(self) -> float:
-        once = sum(e.seconds for e in (self.text_encoder, self.vae) if e is not None)
-        return once + self.denoise_seconds
+        return sum(engine.seconds * count for engine, count in self.runs)
 
     def breakdown(self) -> dict[str, float]:
         """Seconds per group over the whole request."""
         found = dict.fromkeys(BREAKDOWN, 0.0)
-        runs = [(self.cond, self.steps), (self.uncond, self.uncond_steps), (self.text_encoder, 1), (self.vae, 1)]
-        for engine, count in runs:
-            if engine is not None:
-                for group, seconds in engine.breakdown.items():
-                    found[group] += seconds * count
+        for engine, count in self.runs:
+            for group, seconds in engine.breakdown.items():
+                found[group] += seconds * count
         return found
 
     def ceiling_seconds(self, rates: Rates) -> float:
-        runs = [(self.cond, self.steps), (self.uncond, self.uncond_steps), (self.text_encoder, 1), (self.vae, 1)]
-        return sum(e.ceiling_seconds(rates) * n for e, n in runs if e is not None)
+        return sum(engine.ceiling_seconds(rates) * count for engine, count in self.runs)
 
     @property
     def flops(self) -> float:
-        runs = [(self.cond, self.steps), (self.uncond, self.uncond_steps), (self.text_encoder, 1), (self.vae, 1)]
-        return sum(e.flops * n for e, n in runs if e is not None)
+        return sum(engine.flops * count for engine, count in self.runs)
 
 
 def model_request(
