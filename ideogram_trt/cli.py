@@ -417,6 +417,60 @@ def _print_anatomy(summary: dict[str, Any]) -> None:
           "unknown size)")  # fmt: skip
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ideogram_trt.core.files import atomic_write, check_output_target
+    from ideogram_trt.verify.report import Status
+    from ideogram_trt.verify.run import DEFAULT_PROMPTS, VerifyRequest, command_line, verify
+
+    for path, what in ((args.json, "--json report"), (args.markdown, "--markdown report")):
+        if path is not None:  # refused before minutes of checks, not after
+            check_output_target(path, what)
+    buckets = tuple(b for item in args.bucket for b in item.split(",") if b)
+    request = VerifyRequest(
+        engines=args.engines,
+        checkpoint=args.model,
+        buckets=buckets,
+        preset=args.preset,
+        steps=args.steps,
+        prompts=tuple(args.prompt) or DEFAULT_PROMPTS,
+        calibration=args.calibration,
+        recipe_bounds=args.recipe_bounds,
+        device=args.device,
+        repeats=args.repeats,
+        card=args.card,
+        max_slowdown=args.max_slowdown,
+        allow_other_gpu=args.allow_other_gpu,
+        backend=args.backend,
+        command=command_line(),
+    )
+    report = verify(request)
+    console = Console()
+    table = Table(title=f"ideogram-trt verify {args.engines}")
+    for column in ("status", "check", "value", "bound", "detail"):
+        table.add_column(column, overflow="fold")
+    colors = {Status.PASS: "green", Status.FAIL: "bold red", Status.SKIP: "yellow", Status.INFO: "cyan"}
+    from ideogram_trt.verify.report import _bound, _number
+
+    for check in report.checks:
+        table.add_row(f"[{colors[check.status]}]{check.status.value}[/]", check.name,
+                      _number(check.value, check.metric), _bound(check), check.detail)  # fmt: skip
+    console.print(table)
+    if args.json is not None:
+        atomic_write(args.json, report.to_json(), "--json report")
+    if args.markdown is not None:
+        atomic_write(args.markdown, report.to_markdown(), "--markdown report")
+    counts = ", ".join(f"{n} {s}" for s, n in report.counts().items() if n)
+    if report.passed:
+        console.print(f"verify: PASS ({counts})")
+        return 0
+    names = ", ".join(c.name for c in report.failures[:5]) + (" …" if len(report.failures) > 5 else "")
+    print(f"verify: FAIL ({counts}): {names}; docs/VERIFY.md §4 says how to read a failure", file=sys.stderr)
+    return 1
+
+
 def _generate(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -838,6 +892,38 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     add_options(gen, (BACKEND, ALLOW_OTHER_GPU))
     gen.set_defaults(handler=_generate)
+
+    ver = sub.add_parser(
+        "verify",
+        help="prove an engine set right and fast on this machine, against the PyTorch reference",
+        description=(
+            "Check an engine set on the machine it serves from: what `inspect` checks, the checkpoint, calibration "
+            "and tokenizer it was built from, every plan's profiles, every engine on seeded inputs at each bucket "
+            "and two text lengths against the fp32 PyTorch reference, whole requests against the PyTorch "
+            "pipeline (same noise and schedule), and the time per stage next to the modeled one. Bounds per "
+            "recipe and dtype: docs/VERIFY.md. Exit 1 when any check fails."
+        ),
+    )
+    ver.add_argument("engines", type=Path, metavar="ENGINES")
+    CHECKPOINT.add_to(ver, help="the checkpoint the engine set was built from (the reference)")
+    ver.add_argument("--bucket", action="append", default=[], metavar="HxW",
+                     help="buckets to verify, repeatable or comma-separated; 'all' (default: the first)")  # fmt: skip
+    ver.add_argument("--preset", help="sampling preset of the end-to-end check (default: the set's default)")
+    ver.add_argument("--steps", type=int, help="steps of the end-to-end check (default: the preset's)")
+    ver.add_argument("--prompt", action="append", default=[], help="an end-to-end prompt, repeatable (default: two)")
+    CALIBRATION.add_to(ver, help="the calibration file the set's activation scales came from (fp8 recipe)")
+    ver.add_argument("--recipe-bounds", type=Path, metavar="FILE", help="JSON bounds replacing the built-in ones")
+    ver.add_argument("--device", help="torch device of the reference (default: cuda where visible, else cpu)")
+    ver.add_argument("--repeats", type=int, default=3, help="timed requests after the warm-up (default 3)")
+    ver.add_argument("--card", help="the card whose model the times are compared with (default: this GPU's)")
+    ver.add_argument("--max-slowdown", type=float, default=2.0,
+                     help="measured / modeled time a stage may reach (default 2)")  # fmt: skip
+    ver.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
+    ver.add_argument(
+        "--markdown", type=Path, metavar="FILE", help="write the report as Markdown (attach it to an issue)"
+    )
+    add_options(ver, (BACKEND, ALLOW_OTHER_GPU))
+    ver.set_defaults(handler=_verify)
 
     repo = sub.add_parser(
         "triton-repo",

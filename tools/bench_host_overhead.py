@@ -65,7 +65,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -354,6 +354,11 @@ class Recorder:
     def generate(self, inputs: DenoiseInputs, on_step: StepCallback | None = None) -> Generated:
         self.inputs = inputs
         return self.inner.generate(inputs, on_step)
+
+    def run_engine(
+        self, graph: Component, bucket: str | None, feeds: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        return self.inner.run_engine(graph, bucket, feeds)
 
 
 # ---------------------------------------------------------------------------------------------------------------

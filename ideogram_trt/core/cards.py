@@ -180,3 +180,25 @@ def card(key: str) -> Card:
     if found is None:
         raise InputError(f"unknown card {key!r}: use one of {', '.join(CARDS)}")
     return found
+
+
+# How nvidia-smi names each card ("NVIDIA H200", "NVIDIA GeForce RTX 4090"): the mark its name contains.
+_NAME_MARKS = {
+    "h100": "H100",
+    "h200": "H200",
+    "b200": "B200",
+    "l40s": "L40S",
+    "rtx4090": "RTX 4090",
+    "rtx5090": "RTX 5090",
+    "rtx-pro-6000": "RTX PRO 6000",
+}
+
+
+def card_for_gpu(name: str) -> Card | None:
+    """The card a GPU of this name is, or None when the table has no such card (variants of one chip, such as
+    the H100 PCIe and SXM, match the one entry: pass a card explicitly where that matters)."""
+    upper = " ".join(name.upper().split())
+    for key, mark in _NAME_MARKS.items():
+        if mark in upper:
+            return CARDS[key]
+    return None

@@ -389,6 +389,60 @@ def runtime_version(flavor: Flavor) -> str | None:
     return str(version) if version else None
 
 
+@dataclass(frozen=True)
+class EngineSetProblems:
+    """Why an engine set cannot run here, by kind, each line with its fix: ``machine`` (the runtime and GPUs
+    against what the plans were built for, and the bucket asked for), ``files`` (every file's bytes against the
+    manifest's hashes) and ``structure`` (what loading would refuse; ``structure_problems``)."""
+
+    machine: list[str]
+    files: list[str]
+    structure: list[str]
+
+    @property
+    def all(self) -> list[str]:
+        return self.machine + self.files + self.structure
+
+
+def engine_set_problems(
+    root: Path,
+    manifest: Manifest,
+    env: RuntimeEnv,
+    bucket: Bucket | None = None,
+    verify_files: bool = True,
+    allow_other_gpu: bool = False,
+) -> EngineSetProblems:
+    """Every reason this engine set cannot run here (for ``bucket``, if given), by kind. ``allow_other_gpu``
+    accepts a datacenter TensorRT set built on another GPU model."""
+    machine: list[str] = []
+    rebuild = f"rebuild with `ideogram-trt build-engines --out {root}`"
+    installed = env.versions.get(manifest.flavor)
+    if installed is None:
+        others = ", ".join(f.value for f in env.available_flavors()) or "none"
+        machine.append(
+            f"built for {manifest.flavor.value}, which is not installed here (available: {others}): install "
+            f"{manifest.flavor.value} {manifest.runtime_version}, or {rebuild} --flavor <one of those>"
+        )
+    elif manifest.flavor.is_tensorrt and installed != manifest.runtime_version:
+        machine.append(
+            f"built with {manifest.flavor.value} {manifest.runtime_version}, but {installed} is installed: plans "
+            f"only load in the exact version that built them (patch and build number included); {rebuild}"
+        )
+    if manifest.flavor.is_tensorrt:
+        machine += _gpu_problems(manifest, env, rebuild, allow_other_gpu)
+    if bucket is not None and bucket.name not in manifest.buckets:
+        machine.append(bucket_refusal(manifest, bucket))
+    files: list[str] = []
+    if verify_files:
+        for record, owner in manifest.files():
+            path = root / record.file
+            if not path.is_file():
+                files.append(f"{path}: missing ({owner}); {rebuild}")
+            elif path.stat().st_size != record.bytes or file_digest(path) != record.sha256:
+                files.append(f"{path}: changed since it was built (sha256 differs from the manifest); {rebuild}")
+    return EngineSetProblems(machine, files, structure_problems(root, manifest))
+
+
 def check_engine_set(
     root: Path,
     manifest: Manifest,
@@ -397,35 +451,8 @@ def check_engine_set(
     verify_files: bool = True,
     allow_other_gpu: bool = False,
 ) -> list[str]:
-    """Every reason this engine set cannot run here (for ``bucket``, if given), each with its fix: the runtime and
-    GPUs against what the plans were built for, the set's own structure, and every file's bytes against the
-    manifest's hashes. ``allow_other_gpu`` accepts a datacenter TensorRT set built on another GPU model."""
-    problems: list[str] = []
-    rebuild = f"rebuild with `ideogram-trt build-engines --out {root}`"
-    installed = env.versions.get(manifest.flavor)
-    if installed is None:
-        others = ", ".join(f.value for f in env.available_flavors()) or "none"
-        problems.append(
-            f"built for {manifest.flavor.value}, which is not installed here (available: {others}): install "
-            f"{manifest.flavor.value} {manifest.runtime_version}, or {rebuild} --flavor <one of those>"
-        )
-    elif manifest.flavor.is_tensorrt and installed != manifest.runtime_version:
-        problems.append(
-            f"built with {manifest.flavor.value} {manifest.runtime_version}, but {installed} is installed: plans "
-            f"only load in the exact version that built them (patch and build number included); {rebuild}"
-        )
-    if manifest.flavor.is_tensorrt:
-        problems += _gpu_problems(manifest, env, rebuild, allow_other_gpu)
-    if bucket is not None and bucket.name not in manifest.buckets:
-        problems.append(bucket_refusal(manifest, bucket))
-    if verify_files:
-        for record, owner in manifest.files():
-            path = root / record.file
-            if not path.is_file():
-                problems.append(f"{path}: missing ({owner}); {rebuild}")
-            elif path.stat().st_size != record.bytes or file_digest(path) != record.sha256:
-                problems.append(f"{path}: changed since it was built (sha256 differs from the manifest); {rebuild}")
-    return problems + structure_problems(root, manifest)
+    """Every reason this engine set cannot run here (``engine_set_problems``), as one list."""
+    return engine_set_problems(root, manifest, env, bucket, verify_files, allow_other_gpu).all
 
 
 def _gpu_problems(manifest: Manifest, env: RuntimeEnv, rebuild: str, allow_other_gpu: bool) -> list[str]:

@@ -8,13 +8,14 @@ gets host arrays back once per call — a GPU backend synchronizes once per batc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from ideogram_trt.core.buckets import Bucket
+from ideogram_trt.core.components import Component
 from ideogram_trt.core.schedule import Schedule
 
 # Manifest dtype names → numpy types for host arrays (bfloat16 has none: its bytes travel as float16).
@@ -53,4 +54,11 @@ class Backend(Protocol):
 
     def generate(self, inputs: DenoiseInputs, on_step: StepCallback | None = None) -> Generated:
         """Denoise from ``inputs.latents`` through every step of the schedule, then decode."""
+        ...
+
+    def run_engine(
+        self, graph: Component, bucket: str | None, feeds: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """One call of one engine outside the loop (``verify``): ``feeds`` by input name, in the manifest's
+        dtypes; every output by name, on the host. ``bucket`` picks the plan and profile (None: the text encoder)."""
         ...

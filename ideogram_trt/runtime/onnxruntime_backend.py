@@ -7,6 +7,7 @@ CPU everywhere; the CUDA execution provider where onnxruntime-gpu is installed. 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -38,13 +39,20 @@ class OnnxRuntimeBackend:
             self._inputs[entry.graph] = _input_dtypes(entry)
         self.providers = providers
 
-    def _run(self, graph: Component, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    def _run(self, graph: Component, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+        return next(iter(self.run_engine(graph, None, feeds).values()))
+
+    def run_engine(
+        self, graph: Component, bucket: str | None, feeds: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """One session run; the graphs are dynamic, so ``bucket`` does not choose anything here."""
         dtypes = self._inputs[graph]
         session = self._sessions[graph]
         cast: dict[str, np.ndarray] = {
             name: np.ascontiguousarray(value, dtype=dtypes[name]) for name, value in feeds.items()
         }
-        return session.run(None, cast)[0]  # type: ignore[attr-defined,no-any-return]
+        names = [spec.name for spec in session.get_outputs()]  # type: ignore[attr-defined]
+        return dict(zip(names, session.run(names, cast), strict=True))  # type: ignore[attr-defined]
 
     def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         return self._run(Component.TEXT_ENCODER, {io.INPUT_IDS: input_ids, io.ATTENTION_MASK: attention_mask})

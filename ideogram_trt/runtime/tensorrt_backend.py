@@ -18,6 +18,7 @@ against the datacenter API and exercised against a fake GPU in the tests, which 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -225,6 +226,35 @@ class TensorRTBackend:
             bf16: np.ndarray = staged.view(ml_dtypes.bfloat16)
             return bf16
         return staged
+
+    def run_engine(
+        self, graph: Component, bucket: str | None, feeds: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """One launch of one engine on its bucket's profile (``verify``), through the same buffers, profile
+        selection and captured graph a request uses; one synchronization."""
+        name, profile = self._engine_for(graph, bucket)
+        engine = self.engines[name]
+        sizes = Sizes.bind([(spec.shape, feeds[spec.name].shape) for spec in engine.entry.inputs])
+        for spec in engine.entry.inputs:
+            self._upload(self._buffer_name(name, spec.name), feeds[spec.name])
+        self._launch(name, engine.shapes(sizes), profile)
+        outputs = {
+            spec.name: self._host_output(self._buffer_name(name, spec.name), sizes.resolve(spec.shape), spec.dtype)
+            for spec in engine.entry.outputs
+        }
+        self.cuda.synchronize(self.stream)
+        return {key: value.copy() for key, value in outputs.items()}
+
+    def plan_profiles(self, name: str) -> list[dict[str, tuple[tuple[int, ...], ...]]]:
+        """The optimization profiles the plan itself holds (min, opt, max per input), as TensorRT reports them:
+        what ``verify`` compares with the manifest's."""
+        engine = self.engines[name].engine
+
+        def ranges(tensor: str, index: int) -> tuple[tuple[int, ...], ...]:
+            return tuple(tuple(int(d) for d in shape) for shape in engine.get_tensor_profile_shape(tensor, index))
+
+        inputs = [spec.name for spec in self.engines[name].entry.inputs]
+        return [{t: ranges(t, i) for t in inputs} for i in range(engine.num_optimization_profiles)]
 
     def generate(self, inputs: DenoiseInputs, on_step: StepCallback | None = None) -> Generated:
         bucket = inputs.bucket.name
