@@ -20,6 +20,12 @@ from ideogram_trt.core.sampling import denoise
 from ideogram_trt.runtime.backend import NUMPY_DTYPES, DenoiseInputs, Generated, StepCallback
 
 
+# ONNX Runtime 1.30's QDQ transformer turns an FP8 Q/DQ + MatMul unit into MatMulIntegerToFloat, which takes no
+# FP8 input, and then refuses the whole graph (seen on the H200 machine; 1.32 leaves it alone). Its rewrites are
+# for int8 kernels the CPU has; FP8 Q/DQ runs as written either way (docs/VERIFY.md §6).
+DISABLED_OPTIMIZERS = ["QDQSelectorActionTransformer"]
+
+
 class OnnxRuntimeBackend:
     name = "onnxruntime"
 
@@ -35,7 +41,9 @@ class OnnxRuntimeBackend:
         self._sessions: dict[Component, object] = {}
         self._inputs: dict[Component, dict[str, type]] = {}
         for entry in manifest.engines.values():
-            self._sessions[entry.graph] = ort.InferenceSession(str(root / entry.file), options, providers=providers)
+            self._sessions[entry.graph] = ort.InferenceSession(
+                str(root / entry.file), options, providers=providers, disabled_optimizers=DISABLED_OPTIMIZERS
+            )
             self._inputs[entry.graph] = _input_dtypes(entry)
         self.providers = providers
 

@@ -246,9 +246,11 @@ class FakeEngine:
         if plan.graph is not None:
             import onnxruntime as ort
 
+            from ideogram_trt.runtime.onnxruntime_backend import DISABLED_OPTIMIZERS
+
             options = ort.SessionOptions()
             options.intra_op_num_threads = 1
-            self.session = ort.InferenceSession(str(plan.graph), options)
+            self.session = ort.InferenceSession(str(plan.graph), options, disabled_optimizers=DISABLED_OPTIMIZERS)
             self.inputs = [spec.name for spec in self.session.get_inputs()]
             self.tensors = [*self.inputs, *(spec.name for spec in self.session.get_outputs())]
         else:

@@ -3,7 +3,8 @@ fake quantization (``export.build_module``, the export's source), in fp32, on on
 
 It never reads the engine set's graphs or plans, so an engine built from the wrong recipe, checkpoint or
 calibration cannot agree with it. One module is held at a time (a full-size fp32 DiT is 37 GB), except the two
-DiTs of a whole request.
+DiTs of a whole request. (``tools/verify_bounds.py`` also builds it in bf16 and fp16, to estimate what those dtypes
+cost against fp32: docs/VERIFY.md §3.)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import nn
 
 from ideogram_trt.core import rope
 from ideogram_trt.core.components import Component
+from ideogram_trt.core.contracts import TIMESTEP, DType
 from ideogram_trt.core.noise import initial_latents
 from ideogram_trt.core.recipes import Recipe
 from ideogram_trt.core.sampling import denoise
@@ -44,9 +46,18 @@ class Reference:
         settings: ExportSettings,
         calibration: Calibration | None,
         device: str,
+        dtype: torch.dtype = torch.float32,
+        timestep_dtype: torch.dtype | None = None,
     ) -> None:
+        """``timestep_dtype``: the engines' compute dtype. The DiT casts its timestep to the compute dtype before
+        the sinusoid of 1e4·t (docs/MODEL.md §5.2): in bf16 that moves the angles by radians, by design, so the
+        reference of a bf16 engine rounds its timesteps through bf16 too, and is fp32 everywhere else."""
         self.checkpoint, self.recipe, self.settings = checkpoint, recipe, settings
-        self.calibration, self.device = calibration, torch.device(device)
+        self.calibration, self.device, self.dtype = calibration, torch.device(device), dtype
+        self.timestep_dtype = timestep_dtype
+        # fp32 means fp32: CUDA convolutions default to TF32 (10-bit mantissas), which moved the VAE 50 dB.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
         self._held: dict[Component, nn.Module] = {}
         config = checkpoint.transformer
         self.inv_freq, self.mrope_section = rope_inv_freq(config), tuple(config.mrope_section)
@@ -70,7 +81,7 @@ class Reference:
             if plan.needs_calibration:
                 assert self.calibration is not None, "verify asks for the calibration file before it gets here"
                 amax = self.calibration.amax[graph.spec.serves.value]
-            module = build_module(self.checkpoint, graph, self.recipe, torch.float32, plan, amax)
+            module = build_module(self.checkpoint, graph, self.recipe, self.dtype, plan, amax)
             self._held[graph] = module.to(self.device)
         return self._held[graph]
 
@@ -85,9 +96,17 @@ class Reference:
     @torch.no_grad()
     def run(self, graph: Component, feeds: Sequence[np.ndarray]) -> np.ndarray:
         """One call of ``graph``'s module on inputs in its contract's order; float32 on the host."""
-        tensors = [torch.from_numpy(np.ascontiguousarray(x)).to(self.device) for x in feeds]
+        specs = graph.spec.contract.inputs
+        tensors = [self._input(x, spec.dtype) for x, spec in zip(feeds, specs, strict=True)]
+        tensors = [self._rounded(t) if spec.name == TIMESTEP else t for t, spec in zip(tensors, specs, strict=True)]
         out = self.module(graph)(*tensors)
         return np.asarray(out.float().cpu().numpy(), dtype=np.float32)
+
+    def _input(self, array: np.ndarray, dtype: DType) -> torch.Tensor:
+        """A host array as the module takes it: the compute dtype where the contract says so (the graph's
+        ``text_hidden``), as given otherwise (float32 latents and tables, int32 ids)."""
+        tensor = torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+        return tensor.to(self.dtype) if dtype is DType.COMPUTE else tensor
 
     # --- RoPE tables (from the checkpoint's config, not the manifest's) ----------------------------------------
 
@@ -120,7 +139,7 @@ class Reference:
         uncond_cos, uncond_sin = (self._tensor(t) for t in self.image_tables(grid))
         finals = []
         for index, length in enumerate(batch.lengths):
-            rows = self._tensor(hidden[index : index + 1, batch.text_tokens - int(length) :])
+            rows = self._input(hidden[index : index + 1, batch.text_tokens - int(length) :], DType.COMPUTE)
             cos, sin = (self._tensor(t) for t in self.cond_tables(int(length), grid))
             noise = self._tensor(initial_latents(seed + index, 1, tokens, channels))
 
@@ -141,4 +160,7 @@ class Reference:
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self.device)
 
     def _timestep(self, z: torch.Tensor, t: float) -> torch.Tensor:
-        return torch.full((z.shape[0],), t, dtype=torch.float32, device=self.device)
+        return self._rounded(torch.full((z.shape[0],), t, dtype=torch.float32, device=self.device))
+
+    def _rounded(self, timestep: torch.Tensor) -> torch.Tensor:
+        return timestep if self.timestep_dtype is None else timestep.to(self.timestep_dtype).to(timestep.dtype)

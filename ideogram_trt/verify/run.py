@@ -48,7 +48,7 @@ DEFAULT_PROMPTS = (
     "a red fox in fresh snow",
 )
 SHORT_TEXT = 7  # the short text length of the engine checks; the long one is the set's longest
-PROBE_TIMESTEP = 0.6  # the model time DiT checks run at (mid-schedule, where both DiTs matter)
+PROBE_TIMESTEP = 0.625  # the DiT checks' model time: mid-schedule, and exact in bf16 and fp16 (see Reference)
 PROBE_GUIDANCE, PROBE_STEP = 4.5, -0.05  # the sampler check's blend and step size
 DEFAULT_REPEATS = 3
 DEFAULT_MAX_SLOWDOWN = 2.0  # measured / modeled time a stage may reach before its timing check fails
@@ -161,7 +161,7 @@ def verify(
     backend = (open_backend or spec.factory)(root, manifest)
     for check in _profile_checks(backend, manifest):
         add(check)
-    reference = Reference(checkpoint, recipe, settings, calibration, device)
+    reference = Reference(checkpoint, recipe, settings, calibration, device, timestep_dtype=_timestep_dtype(manifest))
     with StepBar("verify: engines against the PyTorch reference", len(planned), quiet=quiet) as bar:
         for probe in planned:
             add(_engine_check(probe, backend, reference, manifest, bounds))
@@ -175,6 +175,13 @@ def verify(
     for check in _timing(pipe, root, manifest, buckets[0], request, env):
         add(check)
     return report
+
+
+def _timestep_dtype(manifest: Manifest) -> Any:
+    from ideogram_trt.export.recipes import GraphDType
+
+    dtype = parse_enum(GraphDType, manifest.dtype, "dtype")
+    return None if dtype is GraphDType.FP32 else dtype.torch
 
 
 _OK = {
