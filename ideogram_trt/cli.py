@@ -444,7 +444,7 @@ def _verify(args: argparse.Namespace) -> int:
         max_slowdown=args.max_slowdown,
         allow_other_gpu=args.allow_other_gpu,
         backend=args.backend,
-        command=command_line(),
+        command=command_line(args.argv),
     )
     report = verify(request)
     console = Console()
@@ -1012,6 +1012,7 @@ def _lint_doc() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]  # the exact command, for reports
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

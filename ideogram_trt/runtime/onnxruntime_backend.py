@@ -19,7 +19,6 @@ from ideogram_trt.core.manifest import EngineEntry, Manifest
 from ideogram_trt.core.sampling import denoise
 from ideogram_trt.runtime.backend import NUMPY_DTYPES, DenoiseInputs, Generated, StepCallback
 
-
 # ONNX Runtime 1.30's QDQ transformer turns an FP8 Q/DQ + MatMul unit into MatMulIntegerToFloat, which takes no
 # FP8 input, and then refuses the whole graph (seen on the H200 machine; 1.32 leaves it alone). Its rewrites are
 # for int8 kernels the CPU has; FP8 Q/DQ runs as written either way (docs/VERIFY.md §6).

@@ -12,10 +12,10 @@ load here) are SKIPs that say why; the report's verdict is FAIL when any check f
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import shlex
 import statistics
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -76,8 +76,9 @@ class VerifyRequest:
     command: str = ""
 
 
-def command_line(argv: list[str] | None = None) -> str:
-    return shlex.join(["ideogram-trt", *(sys.argv[1:] if argv is None else argv)])
+def command_line(argv: list[str]) -> str:
+    """The command as a user would paste it into a shell."""
+    return shlex.join(["ideogram-trt", *argv])
 
 
 def verify(
@@ -142,6 +143,8 @@ def verify(
     for name, found in (("machine", problems.machine), ("files", problems.files), ("structure", problems.structure)):
         add(Check(CheckKind.ENGINE_SET, name, passed_if(not found), detail="; ".join(found) or _OK[name]))
     for check in _provenance(manifest, checkpoint, calibration):
+        add(check)
+    for check in _recipe_checks(root, manifest, recipe):
         add(check)
     add(_tokenizer_check(root, manifest, checkpoint, request.prompts))
 
@@ -295,6 +298,39 @@ def _provenance(manifest: Manifest, checkpoint: Any, calibration: Any) -> Iterat
         )
 
 
+def _recipe_checks(root: Path, manifest: Manifest, recipe: Recipe) -> Iterator[Check]:
+    """What TensorRT built, from each DiT plan's anatomy (recorded at build time, hash-checked): under the fp8
+    recipe every DiT block runs FP8 GEMMs; under fp8-wo and bf16 none does."""
+    if not manifest.flavor.is_tensorrt:
+        return
+    from ideogram_trt.engines.anatomy import block_patterns
+    from ideogram_trt.engines.anatomy_report import load_anatomy
+
+    for entry in manifest.engines.values():
+        if entry.graph.spec.serves not in (Component.DIT_COND, Component.DIT_UNCOND):
+            continue
+        name = f"recipe: {entry.name}"
+        try:
+            anatomy = load_anatomy(root, entry)
+        except IdeogramTrtError as exc:
+            yield Check(CheckKind.PROVENANCE, name, Status.SKIP, detail=f"no anatomy to read ({exc})")
+            continue
+        blocks = block_patterns([layer for layer in anatomy.layers if layer.profile == anatomy.profiles[0].index])
+        fp8 = [block for block, pattern in blocks.items() if pattern.fp8_gemm]
+        if recipe is Recipe.FP8:
+            ok, seen = len(fp8) == len(blocks) > 0, f"{len(fp8)} of {len(blocks)} DiT blocks run FP8 GEMMs"
+        else:
+            ok, seen = not fp8, f"{len(fp8)} of {len(blocks)} DiT blocks run FP8 GEMMs"
+        want = "every block" if recipe is Recipe.FP8 else "none"
+        yield Check(
+            CheckKind.PROVENANCE,
+            name,
+            passed_if(ok),
+            detail=f"{seen} (the {recipe.value} recipe: {want})"
+            + ("" if ok else f": the plan was not built from a {recipe.value} export; rebuild the engine set"),
+        )
+
+
 def _tokenizer_check(root: Path, manifest: Manifest, checkpoint: Any, prompts: tuple[str, ...]) -> Check:
     """The set's tokenizer must turn prompts into the ids the checkpoint's does (chat template included)."""
     probes = [*prompts, "Ünïcødé — 漢字, emoji 🦊, tabs\tand\nnew lines", "a" * 40]
@@ -361,12 +397,17 @@ class Probe:
     entry: EngineEntry
     bucket: Bucket | None
     text: int | None
-    seed: int
 
     @property
     def name(self) -> str:
         where = f"@{self.bucket.name}" if self.bucket is not None else ""
         return f"{self.entry.graph.value}{where}" + (f" T={self.text}" if self.text is not None else "")
+
+    @property
+    def seed(self) -> int:
+        """The inputs' seed: the first 8 bytes of sha256(name), big-endian (docs/VERIFY.md §2), so anyone can
+        draw the same inputs from a report."""
+        return int.from_bytes(hashlib.sha256(self.name.encode()).digest()[:8], "big")
 
 
 def _engine_probes(manifest: Manifest, buckets: list[Bucket]) -> list[Probe]:
@@ -381,7 +422,7 @@ def _engine_probes(manifest: Manifest, buckets: list[Bucket]) -> list[Probe]:
         )
         for bucket in wheres:
             for text in lengths if texted else [None]:
-                probes.append(Probe(entry, bucket, text, seed=len(probes)))
+                probes.append(Probe(entry, bucket, text))
     return probes
 
 
@@ -416,7 +457,7 @@ def _engine_check(probe: Probe, backend: Backend, reference: Any, manifest: Mani
         metric="snr_db",
         value=value,
         bound=bounds.engine_snr_db,
-        detail=f"{name}, batch 1" + ("" if value >= bounds.engine_snr_db else _engine_hint(graph)),
+        detail=f"{name}, batch 1, seed {probe.seed}" + ("" if value >= bounds.engine_snr_db else _engine_hint(graph)),
     )
 
 
