@@ -256,7 +256,13 @@ class Pipeline:
 
         batch = self.tokenizer.batch(prompts, max_tokens=self.manifest.max_text_tokens)
         t0 = time.perf_counter()
-        hidden = self.backend.encode(batch.input_ids, batch.attention_mask)
+        # The text encoder's profiles admit max_batch prompts at a time: more are encoded in chunks (same padding).
+        hidden = np.concatenate(
+            [
+                self.backend.encode(batch.input_ids[rows], batch.attention_mask[rows])
+                for rows in _chunks(0, len(prompts), self.manifest.max_batch)
+            ]
+        )
         timings.text_encoder = time.perf_counter() - t0
 
         grid_h, grid_w = size.grid
