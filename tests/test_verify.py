@@ -294,7 +294,7 @@ class TestVerifyOnAFakeGpu:
         return {"good": good, "plans": plans, "fp8-wo": weight_only, "other": other_set, "corrupt": corrupt_set,
                 "one-bucket": one_bucket, "calibration": calibration_file, "checkpoint": tiny_dir}  # fmt: skip
 
-    def verify(self, built: dict, engine_set: Path):  # type: ignore[no-untyped-def]
+    def verify(self, built: dict, engine_set: Path, **changes: object):  # type: ignore[no-untyped-def]
         manifest = Manifest.load(engine_set)
         plans = built["plans"]
 
@@ -308,6 +308,7 @@ class TestVerifyOnAFakeGpu:
         )
         request = VerifyRequest(engine_set, built["checkpoint"], buckets=("all",), steps=2, repeats=1,
                                 calibration=built["calibration"], command="pytest")  # fmt: skip
+        request = dataclasses.replace(request, **changes)  # type: ignore[arg-type]
         return verify(request, env=env, open_backend=open_backend, quiet=True)
 
     def planted(self, built: dict, tmp_path: Path) -> Path:  # type: ignore[type-arg]
@@ -326,6 +327,34 @@ class TestVerifyOnAFakeGpu:
         assert Path(report.reference["export_settings"]["from"]).parent == built["good"] / "onnx"
         timing = [c for c in report.checks if c.kind.value == "timing"]
         assert timing and all(c.status is Status.INFO for c in timing)  # no card models a fake GPU
+
+    def test_times_are_compared_with_the_model_of_the_plans(self, built: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+        """With a card named, each stage's time is divided by the anatomy model's (engines/step_model.py),
+        which `bench --model` reports on its own; the fake GPU is no H200, so only a huge bound passes."""
+        import re
+
+        report = self.verify(built, built["good"], card="h200", max_slowdown=1e9)
+        timing = {c.name: c for c in report.checks if c.kind.value == "timing"}
+        tokens = int(re.search(r"(\d+) text tokens", timing["step"].detail).group(1))  # type: ignore[union-attr]
+        out = tmp_path / "model.json"
+        assert main(["bench", "--model", "--engines", str(built["good"]), "--card", "h200", "--bucket", "256x256",
+                     "--text-tokens", str(tokens), "--json", str(out)]) == 0  # fmt: skip
+        model = json.loads(out.read_text())
+        stages = model["stages"]
+        guided = model["uncond_steps"] / model["steps"]
+        expected = {
+            "text_encoder": stages["text_encoder"]["ms"],
+            "step": stages["dit_cond_pass"]["ms"] + guided * stages["dit_uncond_pass"]["ms"],
+            "vae_decoder": stages["vae_decoder"]["ms"],
+        }
+        for name, modeled in expected.items():
+            check = timing[name]
+            assert check.status is Status.PASS and check.metric == "ratio" and check.bound == 1e9
+            measured, shown = (float(x) for x in re.findall(r"([\d.]+) ms", check.detail)[:2])
+            assert shown == pytest.approx(modeled, abs=0.006)
+            assert check.value == pytest.approx(measured / modeled, rel=1e-2)
+        report = self.verify(built, built["good"], card="h200", max_slowdown=1.0)
+        assert {c.name for c in report.failures} == set(expected)  # host ONNX Runtime is no H200
 
     def test_a_plan_from_another_recipe(self, built: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
         engine_set = self.planted(built, tmp_path)

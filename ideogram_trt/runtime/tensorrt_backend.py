@@ -251,7 +251,8 @@ class TensorRTBackend:
         engine = self.engines[name].engine
 
         def ranges(tensor: str, index: int) -> tuple[tuple[int, ...], ...]:
-            return tuple(tuple(int(d) for d in shape) for shape in engine.get_tensor_profile_shape(tensor, index))
+            shapes = engine.get_tensor_profile_shape(tensor, index)  # min, opt, max (Dims: len and [] only)
+            return tuple(tuple(int(shape[k]) for k in range(len(shape))) for shape in shapes)
 
         inputs = [spec.name for spec in self.engines[name].entry.inputs]
         return [{t: ranges(t, i) for t in inputs} for i in range(engine.num_optimization_profiles)]
