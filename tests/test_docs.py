@@ -1,9 +1,10 @@
 """Citations of the project's own documents resolve, and none points at a document outside the repository.
 
-Code, tests, tools, the Makefile and the docs cite docs/MODEL.md (model facts) and docs/ARCHITECTURE.md (design)
-by section number: the file name, a section sign, then a number such as 4 or 4.9, a range (5.2 to 5.3, written
-with an en dash) or a list (3.1 then another section sign and 3.3, comma-separated). Every number must be the
-leading number of a heading of that document. Inside the two documents a bare section sign cites the document
+Code, tests, tools, the Makefile and the docs cite docs/MODEL.md (model facts), docs/ARCHITECTURE.md (design) and
+docs/VERIFY.md (verify's checks and bounds) by section number: the file name, a section sign, then a number such
+as 4 or 4.9, a range (5.2 to 5.3, written with an en dash) or a list (3.1 then another section sign and 3.3,
+comma-separated). Every number must be the
+leading number of a heading of that document. Inside these documents a bare section sign cites the document
 itself. The architecture spec and design notes the code was first written against live outside the repository;
 citing them by section is refused.
 """

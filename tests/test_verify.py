@@ -142,11 +142,28 @@ class TestVerifyOnnxRuntime:
         assert ours >= check["bound"] and check["value"] >= check["bound"]
         assert abs(10 ** (-ours / 20) - 10 ** (-check["value"] / 20)) < 1e-5
 
-    def test_a_dit_from_another_checkpoint_fails_that_engine_and_the_requests(
-        self, bf16_engines: Path, tiny_dir: Path, tmp_path: Path
-    ) -> None:
-        other = tmp_path / "other"
+    @pytest.fixture(scope="class")
+    def other(self, tmp_path_factory: pytest.TempPathFactory) -> Path:
+        """Another tiny checkpoint: the same shapes, other random weights."""
+        other = tmp_path_factory.mktemp("other") / "ckpt"
         assert main(["make-tiny", str(other), "--seed", "1"]) == 0
+        return other
+
+    def test_another_checkpoint_fails_every_provenance_check(
+        self, bf16_engines: Path, other: Path, tmp_path: Path
+    ) -> None:
+        out = tmp_path / "r.json"
+        assert main(["verify", str(bf16_engines), "--model", str(other), *QUICK, "--json", str(out)]) == 1
+        body = json.loads(out.read_text())
+        provenance = {c["name"]: c for c in body["checks"] if c["kind"] == "provenance"}
+        assert set(provenance) == {
+            f"checkpoint: {g}" for g in ("text_encoder", "dit_cond", "dit_uncond", "vae_decoder")
+        }
+        assert all(c["status"] == "FAIL" and "the manifest says" in c["detail"] for c in provenance.values())
+
+    def test_a_dit_from_another_checkpoint_fails_that_engine_and_the_requests(
+        self, bf16_engines: Path, tiny_dir: Path, other: Path, tmp_path: Path
+    ) -> None:
         assert main(["export", "--model", str(other), "--out", str(tmp_path / "onnx"), "--recipe", "bf16",
                      "--dtype", "fp32", "--components", "dit_uncond"]) == 0  # fmt: skip
         planted = tmp_path / "set"
@@ -202,6 +219,27 @@ class TestVerifyOnnxRuntime:
         engine = [c for c in body["checks"] if c["kind"] == "engine"]
         assert engine and all(c["status"] == "FAIL" for c in engine)
         assert all(c["status"] == "PASS" for c in body["checks"] if c["kind"] == "end_to_end")
+
+
+def test_the_reference_of_a_bf16_set_rounds_timesteps_through_bf16(checkpoint) -> None:  # type: ignore[no-untyped-def]
+    """docs/VERIFY.md §3.2: the DiT casts t to its compute dtype before the sinusoid; a bf16 engine's reference
+    does the same and stays fp32 everywhere else."""
+    from ideogram_trt.core.components import Component
+    from ideogram_trt.core.recipes import Recipe
+    from ideogram_trt.core.sidecar import ExportSettings
+    from ideogram_trt.verify.reference import Reference
+
+    settings = ExportSettings(False, False, [])
+    rounded = Reference(checkpoint, Recipe.BF16, settings, None, "cpu", timestep_dtype=torch.bfloat16)
+    plain = Reference(checkpoint, Recipe.BF16, settings, None, "cpu")
+    cos, sin = plain.image_tables((16, 16))
+    latents = np.random.default_rng(0).standard_normal((1, 256, checkpoint.transformer.in_channels), np.float32)
+
+    def velocity(reference: Reference, t: float) -> np.ndarray:
+        return reference.run(Component.DIT_UNCOND, [latents, np.array([t], np.float32), cos, sin])
+
+    assert np.array_equal(velocity(rounded, 0.6), velocity(plain, 0.6015625))  # bf16(0.6) = 0.6015625
+    assert own_snr_db(velocity(plain, 0.6), velocity(rounded, 0.6)) < 30  # and the rounding matters
 
 
 def test_a_tensorrt_set_on_a_machine_without_a_gpu_fails_the_machine_check_and_skips_the_rest(
@@ -292,7 +330,8 @@ class TestVerifyOnAFakeGpu:
         # A dit_cond plan built for the first bucket only: one profile where the manifest names two.
         one_bucket = build("one-bucket", good / "onnx", "dit_cond", buckets="256x256")
         return {"good": good, "plans": plans, "fp8-wo": weight_only, "other": other_set, "corrupt": corrupt_set,
-                "one-bucket": one_bucket, "calibration": calibration_file, "checkpoint": tiny_dir}  # fmt: skip
+                "one-bucket": one_bucket, "calibration": calibration_file, "checkpoint": tiny_dir,
+                "other calibration": root / "other.json"}  # fmt: skip
 
     def verify(self, built: dict, engine_set: Path, **changes: object):  # type: ignore[no-untyped-def]
         manifest = Manifest.load(engine_set)
@@ -355,6 +394,17 @@ class TestVerifyOnAFakeGpu:
             assert check.value == pytest.approx(measured / modeled, rel=1e-2)
         report = self.verify(built, built["good"], card="h200", max_slowdown=1.0)
         assert {c.name for c in report.failures} == set(expected)  # host ONNX Runtime is no H200
+
+    def test_another_calibration_file(self, built: dict) -> None:  # type: ignore[type-arg]
+        report = self.verify(built, built["good"], calibration=built["other calibration"])
+        check = next(c for c in report.checks if c.name == "calibration")
+        assert check.status is Status.FAIL and "the manifest says" in check.detail
+
+    def test_an_fp8_set_needs_its_calibration_file(self, built: dict) -> None:  # type: ignore[type-arg]
+        from ideogram_trt.core.errors import InputError
+
+        with pytest.raises(InputError, match="pass --calibration FILE"):
+            self.verify(built, built["good"], calibration=None)
 
     def test_a_plan_from_another_recipe(self, built: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
         engine_set = self.planted(built, tmp_path)
