@@ -70,6 +70,19 @@ class TestTensorRTBackendOnAFakeGpu:
             assert np.array_equal(ours.images, theirs.images), preset
             assert len(ours.timings.steps) == 2 * ours.schedule.steps
 
+    def test_more_prompts_than_the_max_batch_are_encoded_in_chunks(self, engine_sets: tuple[Path, Path]) -> None:
+        """The text encoder's profiles admit the set's max batch (2) of prompts: three are encoded two, then one,
+        and each image is the one its prompt makes alone (the oracle: ONNX Runtime, one prompt per request)."""
+        rtx, ort = engine_sets
+        pipe, _, _ = fake_tensorrt_pipeline(rtx)
+        reference = Pipeline.from_engines(ort)
+        prompts = [*PROMPTS, "a dog on a skateboard"]
+        ours = pipe(prompts, bucket="256x256", preset="V4_TURBO_12", seed=5, steps=2)
+        for k, prompt in enumerate(prompts):
+            alone = reference(prompt, bucket="256x256", preset="V4_TURBO_12", seed=5 + k, steps=2)
+            error = np.linalg.norm(ours.latents[k] - alone.latents[0]) / np.linalg.norm(alone.latents[0])
+            assert error < 1e-5, (prompt, error)
+
     def test_random_guidance_loop_equals_the_host_loop(self, engine_sets: tuple[Path, Path]) -> None:
         """The TensorRT loop (steps of core.sampling, the update in the sampler engine) against the host loop
         (core.sampling.denoise) on random latents, text rows and a per-step guidance list with 1s in it (the
