@@ -444,6 +444,7 @@ def _verify(args: argparse.Namespace) -> int:
         max_slowdown=args.max_slowdown,
         allow_other_gpu=args.allow_other_gpu,
         backend=args.backend,
+        images=args.images,
         command=command_line(args.argv),
     )
     report = verify(request)
@@ -919,6 +920,8 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--max-slowdown", type=float, default=2.0,
                      help="measured / modeled time a stage may reach (default 2)")  # fmt: skip
     ver.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
+    ver.add_argument("--images", type=Path, metavar="DIR",
+                     help="a new or empty folder: engine | reference | difference PNGs, end to end")  # fmt: skip
     ver.add_argument(
         "--markdown", type=Path, metavar="FILE", help="write the report as Markdown (attach it to an issue)"
     )

@@ -169,8 +169,18 @@ class TestVerifyOnnxRuntime:
         planted = tmp_path / "set"
         shutil.copytree(bf16_engines, planted)
         replant(planted, "dit_uncond", tmp_path / "onnx" / "dit_uncond.onnx")
-        argv = ["verify", str(planted), "--model", str(tiny_dir), *QUICK, "--json", str(tmp_path / "r.json")]
+        argv = ["verify", str(planted), "--model", str(tiny_dir), *QUICK, "--json", str(tmp_path / "r.json"),
+                "--images", str(tmp_path / "pictures")]  # fmt: skip
         assert main(argv) == 1
+        from PIL import Image
+
+        pictures = sorted(p.name for p in (tmp_path / "pictures").iterdir())
+        assert pictures == ["prompt-1_256x256.png", "prompt-2_256x256.png"]
+        strip = np.asarray(Image.open(tmp_path / "pictures" / pictures[0]))
+        assert strip.shape == (256, 3 * 256 + 8, 3)  # engines | reference | difference, 4-pixel gaps
+        engine, reference, difference = strip[:, :256], strip[:, 260:516], strip[:, 520:]
+        expected = np.clip(np.abs(engine.astype(int) - reference.astype(int)) * 8, 0, 255)
+        assert np.array_equal(difference, expected) and difference.max() > 0
         body = json.loads((tmp_path / "r.json").read_text())
         bad = {c["name"] for c in body["checks"] if c["status"] == "FAIL"}
         assert {c for c in bad if not c.startswith(("latents", "image"))} == {"dit_uncond@256x256"}
@@ -197,6 +207,7 @@ class TestVerifyOnnxRuntime:
         bad = tmp_path / "bounds.json"
         bad.write_text(json.dumps({"format": 1, "bounds": {"bf16/fp32": {"engine_snr_db": "high"}}}))
         cases.append(([*base, "--recipe-bounds", bad], "must give exactly"))
+        cases.append(([*base, "--images", tmp_path], "give a new or empty folder"))
         if not torch.cuda.is_available():
             cases.append(([*base, "--device", "cuda"], "no CUDA device is visible"))
         for argv, needle in cases:

@@ -73,6 +73,7 @@ class VerifyRequest:
     max_slowdown: float = DEFAULT_MAX_SLOWDOWN
     allow_other_gpu: bool = False
     backend: str | None = None
+    images: Path | None = None  # a new or empty folder: engine | reference | difference, per end-to-end image
     command: str = ""
 
 
@@ -203,6 +204,10 @@ def _check_request(request: VerifyRequest) -> None:
         raise InputError(f"--max-slowdown {request.max_slowdown!r}: give a ratio of at least 1")
     if request.card is not None:
         card(request.card)  # an unknown card is refused before anything runs
+    if request.images is not None:
+        folder = request.images
+        if folder.is_symlink() or (folder.exists() and (not folder.is_dir() or any(folder.iterdir()))):
+            raise InputError(f"--images {folder}: give a new or empty folder (verify writes only its own PNGs there)")
 
 
 def _buckets(manifest: Manifest, asked: tuple[str, ...]) -> list[Bucket]:
@@ -569,9 +574,30 @@ def _end_to_end(
         yield Check(CheckKind.END_TO_END, f"latents {label}", passed_if(latent >= bounds.latent_snr_db),
                     metric="snr_db", value=latent, bound=bounds.latent_snr_db, detail=schedule)  # fmt: skip
         image = psnr_db(wanted[index], images[index])
+        shown = ""
+        if request.images is not None:
+            shown = f"; {_save_comparison(request.images, label, ours.images[index], wanted[index], image)}"
         yield Check(CheckKind.END_TO_END, f"image {label}", passed_if(image >= bounds.image_psnr_db),
                     metric="psnr_db", value=image, bound=bounds.image_psnr_db,
-                    detail=f"8-bit images; {schedule}")  # fmt: skip
+                    detail=f"8-bit images; {schedule}{shown}")  # fmt: skip
+
+
+DIFFERENCE_GAIN = 8  # the difference panel shows |engine − reference| × 8: one 8-bit level is visible
+
+
+def _save_comparison(folder: Path, label: str, engine: np.ndarray, reference: np.ndarray, psnr: float) -> Path:
+    """One PNG: the engines' image, the reference's, and their difference amplified, side by side."""
+    from ideogram_trt.runtime.images import save_png
+
+    ours = np.asarray(engine, dtype=np.uint8)
+    theirs = np.rint(np.asarray(reference) * 255.0).astype(np.uint8)
+    difference = np.clip(np.abs(ours.astype(np.int16) - theirs.astype(np.int16)) * DIFFERENCE_GAIN, 0, 255)
+    gap = np.full((ours.shape[0], 4, 3), 255, dtype=np.uint8)
+    strip = np.concatenate([ours, gap, theirs, gap, difference.astype(np.uint8)], axis=1)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (label.replace(" ", "-").replace("@", "_") + ".png")
+    notes = {"verify": f"engines | reference | |difference| x {DIFFERENCE_GAIN}; PSNR {psnr:.2f} dB"}
+    return save_png(strip, path, notes)
 
 
 # --- timing ---------------------------------------------------------------------------------------------------
