@@ -42,7 +42,7 @@ lint: $(STAMP)
 # The stages that run on serving machines, strictly, with the TensorRT adapter checked against the datacenter API.
 typecheck: $(STAMP)
 	MYPYPATH=$(STUBS) $(VENV)/bin/mypy ideogram_trt/core ideogram_trt/engines ideogram_trt/runtime \
-		ideogram_trt/model/tiny.py ideogram_trt/model/safetensors_stream.py
+		ideogram_trt/verify ideogram_trt/model/tiny.py ideogram_trt/model/safetensors_stream.py
 
 # Two xdist workers; tests that share an expensive export share a test class, which --dist loadscope keeps on
 # one worker.

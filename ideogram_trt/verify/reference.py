@@ -144,23 +144,30 @@ class Reference:
             noise = self._tensor(initial_latents(seed + index, 1, tokens, channels))
 
             def cond(z: torch.Tensor, t: float, rows: torch.Tensor = rows, cos=cos, sin=sin) -> torch.Tensor:  # type: ignore[no-untyped-def]
-                return cond_dit(z, rows, self._timestep(z, t), cos, sin)
+                velocity: torch.Tensor = cond_dit(z, rows, self._timestep(z, t), cos, sin)
+                return velocity
 
             def uncond(z: torch.Tensor, t: float) -> torch.Tensor:
                 assert uncond_dit is not None
-                return uncond_dit(z, self._timestep(z, t), uncond_cos, uncond_sin)
+                velocity: torch.Tensor = uncond_dit(z, self._timestep(z, t), uncond_cos, uncond_sin)
+                return velocity
 
-            finals.append(denoise(noise, schedule, cond, uncond if uncond_dit is not None else None))
+            # torch.Tensor's operators are typed narrower than core.sampling's ArrayLike; they are the same ops.
+            finals.append(denoise(noise, schedule, cond, uncond if uncond_dit is not None else None))  # type: ignore[type-var]
         latents = torch.cat(finals).float()
         packed = latents.reshape(len(prompts), grid[0], grid[1], channels).cpu().numpy()
         images = self.run(Component.VAE_DECODER, [packed])
         return ReferenceRun(latents.cpu().numpy(), images)
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self.device)
+        tensor: torch.Tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self.device)
+        return tensor
 
     def _timestep(self, z: torch.Tensor, t: float) -> torch.Tensor:
         return self._rounded(torch.full((z.shape[0],), t, dtype=torch.float32, device=self.device))
 
     def _rounded(self, timestep: torch.Tensor) -> torch.Tensor:
-        return timestep if self.timestep_dtype is None else timestep.to(self.timestep_dtype).to(timestep.dtype)
+        if self.timestep_dtype is None:
+            return timestep
+        rounded: torch.Tensor = timestep.to(self.timestep_dtype).to(timestep.dtype)
+        return rounded

@@ -440,8 +440,10 @@ def _engine_check(probe: Probe, backend: Backend, reference: Any, manifest: Mani
         return Check(CheckKind.ENGINE, probe.name, Status.FAIL, detail=f"the engine did not run: {exc}")
     host = {name: np.asarray(value, dtype=np.float32) for name, value in feeds.items()}
     if graph is Component.SAMPLER:  # core.sampling's update, in float32 numpy: what the sampler engine must do
-        expected = {io.LATENTS_NEXT: euler_update(host[io.LATENTS], host[io.VELOCITY_COND],
-                                                  host[io.VELOCITY_UNCOND], PROBE_GUIDANCE, PROBE_STEP)}  # fmt: skip
+        # (numpy's operators are typed narrower than core.sampling's ArrayLike; they are the same ops.)
+        update = euler_update(host[io.LATENTS], host[io.VELOCITY_COND], host[io.VELOCITY_UNCOND],  # type: ignore[type-var]
+                              PROBE_GUIDANCE, PROBE_STEP)  # fmt: skip
+        expected = {io.LATENTS_NEXT: np.asarray(update, dtype=np.float32)}
     else:
         (output,) = entry.outputs
         expected = {output.name: reference.run(graph, [host[spec.name] for spec in entry.inputs])}
@@ -477,7 +479,8 @@ def _probe_inputs(probe: Probe, manifest: Manifest, reference: Any) -> dict[str,
     """Seeded inputs at the probe's shapes, in the engine's dtypes: token ids, unit-normal latents and velocities,
     the text encoder's reference output as the DiT's text, real RoPE tables."""
     rng = np.random.default_rng(probe.seed)
-    entry, bucket, text = probe.entry, probe.bucket, probe.text
+    entry, bucket = probe.entry, probe.bucket
+    text = probe.text or 0  # 0 only for graphs that take no text
     grid = bucket.grid if bucket is not None else (1, 1)
     tokens = grid[0] * grid[1]
     channels = manifest.model.latent_channels or 0
@@ -486,7 +489,7 @@ def _probe_inputs(probe: Probe, manifest: Manifest, reference: Any) -> dict[str,
         name = spec.name
         if name == io.INPUT_IDS:
             vocab = reference.checkpoint.text_encoder.vocab_size
-            values[name] = rng.integers(0, vocab, size=(1, text), dtype=np.int32)
+            values[name] = rng.integers(0, vocab, size=(1, text)).astype(np.int32)
         elif name in (io.ATTENTION_MASK, io.TEXT_MASK):
             values[name] = np.ones((1, text), dtype=np.int32)
         elif name == io.LATENTS:
@@ -495,12 +498,12 @@ def _probe_inputs(probe: Probe, manifest: Manifest, reference: Any) -> dict[str,
         elif name in (io.VELOCITY_COND, io.VELOCITY_UNCOND):
             values[name] = rng.standard_normal((1, tokens, channels), dtype=np.float32)
         elif name == io.TEXT_HIDDEN:
-            ids = rng.integers(0, reference.checkpoint.text_encoder.vocab_size, size=(1, text), dtype=np.int32)
+            ids = rng.integers(0, reference.checkpoint.text_encoder.vocab_size, size=(1, text)).astype(np.int32)
             values[name] = reference.run(Component.TEXT_ENCODER, [ids, np.ones_like(ids)])
         elif name == io.TIMESTEP:
             values[name] = np.full((1,), PROBE_TIMESTEP, dtype=np.float32)
         elif name in (io.ROPE_COS, io.ROPE_SIN):
-            tables = reference.cond_tables(text, grid) if text is not None else reference.image_tables(grid)
+            tables = reference.cond_tables(text, grid) if probe.text is not None else reference.image_tables(grid)
             table = tables[0 if name == io.ROPE_COS else 1]
             values[name] = table[None] if len(spec.shape) == 3 else table
         elif name == io.GUIDANCE:
