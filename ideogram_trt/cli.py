@@ -453,11 +453,11 @@ def _verify(args: argparse.Namespace) -> int:
     for column in ("status", "check", "value", "bound", "detail"):
         table.add_column(column, overflow="fold")
     colors = {Status.PASS: "green", Status.FAIL: "bold red", Status.SKIP: "yellow", Status.INFO: "cyan"}
-    from ideogram_trt.verify.report import _bound, _number
+    from ideogram_trt.verify.report import format_bound, format_value
 
     for check in report.checks:
         table.add_row(f"[{colors[check.status]}]{check.status.value}[/]", check.name,
-                      _number(check.value, check.metric), _bound(check), check.detail)  # fmt: skip
+                      format_value(check.value, check.metric), format_bound(check), check.detail)  # fmt: skip
     console.print(table)
     if args.json is not None:
         atomic_write(args.json, report.to_json(), "--json report")

@@ -122,9 +122,10 @@ class Report:
             "|---|---|---|---:|---:|---|",
         ]
         for check in self.checks:
+            value = format_value(check.value, check.metric)
             lines.append(
-                f"| {check.status.value} | {check.kind.value} | {check.name} | {_number(check.value, check.metric)} | "
-                f"{_bound(check)} | {_cell(check.detail)} |"
+                f"| {check.status.value} | {check.kind.value} | {check.name} | {value} | {format_bound(check)} | "
+                f"{_cell(check.detail)} |"
             )
         lines += ["", "Bounds: " + _plain(self.bounds), ""]
         return "\n".join(lines)
@@ -138,7 +139,7 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
-def _number(value: float | None, metric: str) -> str:
+def format_value(value: float | None, metric: str) -> str:
     if value is None:
         return ""
     if not math.isfinite(value):
@@ -147,11 +148,11 @@ def _number(value: float | None, metric: str) -> str:
     return f"{value:.4g}{unit}"
 
 
-def _bound(check: Check) -> str:
+def format_bound(check: Check) -> str:
     if check.bound is None:
         return ""
     relation = "≤" if check.metric == "ratio" else "≥"
-    return f"{relation} {_number(check.bound, check.metric)}"
+    return f"{relation} {format_value(check.bound, check.metric)}"
 
 
 def _cell(text: str) -> str:
