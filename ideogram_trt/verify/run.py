@@ -51,6 +51,7 @@ SHORT_TEXT = 7  # the short text length of the engine checks; the long one is th
 PROBE_TIMESTEP = 0.625  # the DiT checks' model time: mid-schedule, and exact in bf16 and fp16 (see Reference)
 PROBE_GUIDANCE, PROBE_STEP = 4.5, -0.05  # the sampler check's blend and step size
 DEFAULT_REPEATS = 3
+STEP = "step"  # the timing check of one denoising step (both DiTs and the sampler); the others are named by stage
 DEFAULT_MAX_SLOWDOWN = 2.0  # measured / modeled time a stage may reach before its timing check fails
 
 # (engine set folder, its manifest) → a backend: the real one by default; the tests pass the fake GPU's.
@@ -612,13 +613,17 @@ def _timing(
     """Per stage and per step, the median of ``repeats`` requests (after the end-to-end run warmed everything),
     from the backend's clocks (CUDA events on a GPU), next to the model of the plans' anatomy."""
     prompt = request.prompts[0]
-    runs = [pipe(prompt, bucket=bucket.name, preset=request.preset, steps=request.steps, seed=k + 1)
-            for k in range(request.repeats)]  # fmt: skip
+    try:
+        runs = [pipe(prompt, bucket=bucket.name, preset=request.preset, steps=request.steps, seed=k + 1)
+                for k in range(request.repeats)]  # fmt: skip
+    except IdeogramTrtError as exc:
+        yield Check(CheckKind.TIMING, "timing", Status.FAIL, detail=f"requests at {bucket.name} did not run: {exc}")
+        return
     text_tokens = len(pipe.tokenizer.encode(prompt, manifest.max_text_tokens))
     measured = {
-        "text_encoder": statistics.median(r.timings.text_encoder for r in runs) * 1e3,
-        "step": statistics.median(s for r in runs for s in r.timings.steps) * 1e3,
-        "vae_decoder": statistics.median(r.timings.vae for r in runs) * 1e3,
+        Component.TEXT_ENCODER.value: statistics.median(r.timings.text_encoder for r in runs) * 1e3,
+        STEP: statistics.median(s for r in runs for s in r.timings.steps) * 1e3,
+        Component.VAE_DECODER.value: statistics.median(r.timings.vae for r in runs) * 1e3,
     }
     modeled, why = _modeled(root, manifest, bucket, runs[0].preset, text_tokens, request, env)
     where = f"{bucket.name}, {text_tokens} text tokens, median of {request.repeats} ({pipe.backend.name})"
@@ -664,9 +669,9 @@ def _modeled(
     stages = {name: (run or {}).get("ms", 0.0) for name, run in report["stages"].items()}
     step = stages["dit_cond_pass"] + (stages["dit_uncond_pass"] * report["uncond_steps"] / max(report["steps"], 1))
     return {
-        "text_encoder": stages[Component.TEXT_ENCODER.value],
-        "step": step,
-        "vae_decoder": stages[Component.VAE_DECODER.value],
+        Component.TEXT_ENCODER.value: stages[Component.TEXT_ENCODER.value],
+        STEP: step,
+        Component.VAE_DECODER.value: stages[Component.VAE_DECODER.value],
         "end_to_end_s": report["end_to_end_s"],
         "flop_floor_s": report["flop_floor_s"],
     }, ""
