@@ -204,17 +204,8 @@ class TensorRTBackend:
     # --- the protocol ---------------------------------------------------------------------------------------------
 
     def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        name, profile = self._engine_for(Component.TEXT_ENCODER, None)
-        engine = self.engines[name]
-        sizes = Sizes(batch=int(input_ids.shape[0]), text=int(input_ids.shape[1]))
-        self._upload(io.INPUT_IDS, input_ids)
-        self._upload(io.ATTENTION_MASK, attention_mask)
-        self._launch(name, engine.shapes(sizes), profile)
-        spec = engine.entry.output(io.TEXT_HIDDEN)
-        out = self._host_output(self._buffer_name(name, io.TEXT_HIDDEN), sizes.resolve(spec.shape), spec.dtype)
-        self.cuda.synchronize(self.stream)
-        result: np.ndarray = out.copy()
-        return result
+        feeds = {io.INPUT_IDS: input_ids, io.ATTENTION_MASK: attention_mask}
+        return self.run_engine(Component.TEXT_ENCODER, None, feeds)[io.TEXT_HIDDEN]
 
     def _host_output(self, buffer: str, shape: tuple[int, ...], dtype: str) -> np.ndarray:
         kind = np.float16 if dtype == "bfloat16" else NUMPY_DTYPES[dtype]
