@@ -87,6 +87,10 @@ OPSET = option(
 )
 EXTERNAL_DATA = option("--external-data", default=DEFAULT_EXTERNAL_DATA, help="auto (above 1.8 GB) | always | never")
 DTYPE = option("--dtype", default="bf16", help="graph compute dtype: bf16 (TensorRT) | fp16 | fp32 (ORT)")
+LORA_RANK = option(
+    "--lora-rank", type=int, metavar="R",
+    help="LoRA-ready conditional DiT: adapters of total rank up to R as engine inputs, switched per request",
+)  # fmt: skip
 # What shapes an export, in `export --help` order: `export` takes these, and `build-engines --model` passes them
 # to the export it makes into OUT/onnx.
 EXPORT_OPTIONS = (
@@ -99,6 +103,7 @@ EXPORT_OPTIONS = (
     EXCLUDE,
     OPSET,
     EXTERNAL_DATA,
+    LORA_RANK,
 )
 # Where `build-engines` takes a shared option its own way (same flag, same meaning), by dest.
 BUILD_EXPORT_CHANGES: dict[str, dict[str, Any]] = {
@@ -106,7 +111,7 @@ BUILD_EXPORT_CHANGES: dict[str, dict[str, Any]] = {
     "quantize_attention": {"help": "FP8 attention (with --recipe fp8)"},
 }
 # What shapes only the files of an export (not its recipe, dtype or graphs): an --onnx export has its own.
-EXPORT_FILE_OPTIONS = (EXCLUDE, OPSET, EXTERNAL_DATA)
+EXPORT_FILE_OPTIONS = (EXCLUDE, OPSET, EXTERNAL_DATA, LORA_RANK)
 
 CHECKPOINT = option("--model", type=Path, required=True, metavar="DIR", help="checkpoint folder")
 ENGINES = option("--engines", type=Path, required=True, metavar="DIR", help="engine set folder")
@@ -233,6 +238,7 @@ def _to_diffusers(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from ideogram_trt.core.components import parse_components
+    from ideogram_trt.core.lora import check_engine_rank
     from ideogram_trt.core.recipes import parse_enum
     from ideogram_trt.export.exporter import ExportOptions, ExternalData, export
     from ideogram_trt.export.recipes import GraphDType
@@ -248,6 +254,7 @@ def _export(args: argparse.Namespace) -> int:
         excluded=tuple(args.exclude),
         opset=args.opset,
         external_data=parse_enum(ExternalData, args.external_data, "--external-data mode"),
+        lora_rank=None if args.lora_rank is None else check_engine_rank(args.lora_rank),
     )
     exported = export(args.model, args.out, options)
     for item in exported:
@@ -336,6 +343,7 @@ def _build_engines(args: argparse.Namespace) -> int:
         excluded=tuple(args.exclude),
         opset=args.opset,
         external_data=args.external_data,
+        lora_rank=args.lora_rank,
     )
     outcome = build_engine_set(request)
     print_report(outcome.manifest)
@@ -475,6 +483,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from ideogram_trt.core.lora import parse_choice
     from ideogram_trt.core.progress import StepBar
     from ideogram_trt.core.prompts import check_prompt, read_prompt_file
     from ideogram_trt.core.requests import check_images, check_seed, check_steps, parse_guidance
@@ -494,8 +503,12 @@ def _generate(args: argparse.Namespace) -> int:
         check_steps(args.steps)
     guidance = None if args.guidance is None else parse_guidance(args.guidance)
     paths = check_outputs(args.output, count)
+    loras = [parse_choice(text) for text in args.lora]
     console = Console(stderr=True)
-    pipe = Pipeline.from_engines(args.engines, backend=args.backend, allow_other_gpu=args.allow_other_gpu)
+    pipe = Pipeline.from_engines(
+        args.engines, backend=args.backend, allow_other_gpu=args.allow_other_gpu, adapters=args.lora_dir
+    )
+    pipe.lora_feeds(loras)  # every adapter read and checked against the engines before anything runs
     bucket = pipe.resolve_bucket(args.height, args.width, args.bucket, args.snap)
     plan = pipe.sampling_plan(bucket, args.preset, args.steps, guidance, args.terminal)
     total = pipe.step_reports(plan, len(prompts), args.num_images)
@@ -510,11 +523,14 @@ def _generate(args: argparse.Namespace) -> int:
             guidance=guidance,
             terminal=args.terminal,
             on_step=lambda _p, _s, _t: bar.advance(),
+            loras=loras,
         )
         # Inside the bar: a PNG that cannot be written (full disk) fails the run, and leaves one error line.
         parameters = schedule_parameters(plan.schedule)
         for image, path, prompt, seed in zip(result.images, paths, result.prompts, result.seeds, strict=True):
-            metadata = png_metadata(prompt, seed, result.preset, bucket.name, result.engine_set, parameters)
+            metadata = png_metadata(
+                prompt, seed, result.preset, bucket.name, result.engine_set, parameters, result.loras
+            )
             save_png(image, path, metadata)
     t = result.timings
     steps = ", ".join(f"{s * 1000:.0f}" for s in t.steps)
@@ -524,6 +540,17 @@ def _generate(args: argparse.Namespace) -> int:
     )
     for path in paths:
         print(path)
+    return 0
+
+
+def _merge_lora(args: argparse.Namespace) -> int:
+    from ideogram_trt.core.lora import parse_choice
+    from ideogram_trt.model.merge_lora import merge_lora
+
+    loras = [(Path(name), weight) for name, weight in map(parse_choice, args.lora)]
+    result = merge_lora(args.model, loras, args.out, overwrite=args.overwrite)
+    names = ", ".join(f"{a.name} x {w:g}" for a, w in result.adapters)
+    print(f"merged {names} into {result.linears} linears of the conditional DiT (requantized per row): {result.out}")
     return 0
 
 
@@ -541,6 +568,7 @@ def _triton_repo(args: argparse.Namespace) -> int:
         decoupled=args.decoupled,
         copy=args.copy,
         preset=args.preset,
+        adapters=args.adapters,
     )
     model = write_repository(request)
     print(f"{model} written; start the server with the commands in {args.out / 'README.md'}")
@@ -557,7 +585,9 @@ def _triton_client(args: argparse.Namespace) -> int:
     url = triton.server_address(args.url, args.protocol)
     timeout = triton.check_timeout(args.timeout)
     request = triton.check_image_request(
-        triton.ImageRequest(args.prompt, args.height, args.width, args.preset, args.seed, args.num_images)
+        triton.ImageRequest(
+            args.prompt, args.height, args.width, args.preset, args.seed, args.num_images, ",".join(args.lora) or None
+        )
     )
     paths = check_outputs(args.output, request.num_images)  # refused before the server is asked
     if args.stream:
@@ -891,8 +921,31 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", type=Path, default=Path("ideogram.png"),
         help="PNG path (-k suffixes for many): a new path or a regular file, never a device, FIFO, folder or link",
     )  # fmt: skip
+    gen.add_argument(
+        "--lora", action="append", default=[], metavar="FILE[:WEIGHT]",
+        help="a LoRA adapter (.safetensors, diffusers or kohya layout) and its weight (default 1); repeatable; "
+        "needs an engine set built with --lora-rank",
+    )  # fmt: skip
+    gen.add_argument("--lora-dir", type=Path, metavar="DIR", help="a folder of adapters --lora may name (NAME[:W])")
     add_options(gen, (BACKEND, ALLOW_OTHER_GPU))
     gen.set_defaults(handler=_generate)
+
+    merge = sub.add_parser(
+        "merge-lora",
+        help="fold LoRA adapters into a checkpoint (requantized to FP8 per row), for one fixed adapter",
+        description=(
+            "Write a new release-layout checkpoint whose conditional DiT has the adapters merged into its weights: "
+            "each updated FP8 linear is dequantized, updated and requantized to E4M3 with fresh per-row scales "
+            "(docs/LORA.md §4). Engines built from it need no side path; adapters switched per request need "
+            "`build-engines --lora-rank` instead."
+        ),
+    )
+    CHECKPOINT.add_to(merge)
+    merge.add_argument("--lora", action="append", required=True, metavar="FILE[:WEIGHT]",
+                       help="adapter (.safetensors) and weight (default 1); repeatable")  # fmt: skip
+    merge.add_argument("--out", type=Path, required=True, metavar="DIR", help="the merged checkpoint (a new folder)")
+    merge.add_argument("--overwrite", action="store_true", help="replace DIR if it exists")
+    merge.set_defaults(handler=_merge_lora)
 
     ver = sub.add_parser(
         "verify",
@@ -946,6 +999,8 @@ def build_parser() -> argparse.ArgumentParser:
     repo.add_argument("--decoupled", action="store_true", help="stream per-step progress before the image (gRPC)")
     repo.add_argument("--copy", action="store_true", help="copy the engine set into the repository")
     repo.add_argument("--preset", help="default preset for requests that name none")
+    repo.add_argument("--adapters", type=Path, metavar="DIR",
+                      help="LoRA adapters (*.safetensors) requests may name in their `lora` input")  # fmt: skip
     repo.set_defaults(handler=_triton_repo)
 
     client = sub.add_parser(
@@ -961,6 +1016,8 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("-n", "--num-images", type=int, default=1)
     client.add_argument("--stream", action="store_true", help="a decoupled model: show per-step progress (gRPC)")
     client.add_argument("--timeout", type=float, default=600.0, help="seconds")
+    client.add_argument("--lora", action="append", default=[], metavar="NAME[:WEIGHT]",
+                        help="an adapter of the server's adapters folder, repeatable")  # fmt: skip
     client.add_argument("-o", "--output", type=Path, default=Path("ideogram.png"))
     client.set_defaults(handler=_triton_client)
 

@@ -3,7 +3,10 @@ conversion, and the diffusers reference pipeline loaded from it with ``from_pret
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,11 +22,41 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+class SharedBuilds:
+    """Fixtures' outputs made once per test run, not once per xdist worker: both workers of a run see one folder
+    (beside their own temporary folders); the first to need an output builds it under a file lock while the other
+    waits, then both read it. Every output here is deterministic and read-only for the tests (none may change it),
+    so sharing changes no test's inputs, only who pays for them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def get(self, name: str, build: Callable[[Path], None]) -> Path:
+        out = self.root / name
+        with (self.root / f"{name}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            done = self.root / f"{name}.done"
+            if not done.exists():
+                shutil.rmtree(out, ignore_errors=True)  # a failed earlier attempt
+                build(out)
+                done.touch()
+        return out
+
+
 @pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("ckpt") / "tiny"
-    assert main(["make-tiny", str(out), "--seed", "0"]) == 0
-    return out
+def shared(tmp_path_factory: pytest.TempPathFactory) -> SharedBuilds:
+    base = tmp_path_factory.getbasetemp()
+    return SharedBuilds((base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-builds")
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(shared: SharedBuilds) -> Path:
+    return shared.get("tiny", lambda out: _ok(main(["make-tiny", str(out), "--seed", "0"])))
+
+
+def _ok(code: int) -> None:
+    assert code == 0
 
 
 @pytest.fixture(scope="session")
@@ -32,11 +65,15 @@ def checkpoint(tiny_dir: Path) -> Checkpoint:
 
 
 @pytest.fixture(scope="session")
-def diffusers_dir(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def diffusers_dir(tiny_dir: Path, shared: SharedBuilds) -> Path:
     """The parity tests' reference checkpoint, converted by tests/reference_checkpoint.py (not by the package,
     so a dequantization bug cannot sit on both sides; test_reference_checkpoint.py checks the package's own
     converter gives the same tensors)."""
-    return convert_reference(tiny_dir, tmp_path_factory.mktemp("ckpt") / "tiny-diffusers")
+
+    def build(out: Path) -> None:
+        convert_reference(tiny_dir, out)
+
+    return shared.get("tiny-diffusers", build)
 
 
 @pytest.fixture(scope="session")
@@ -51,61 +88,84 @@ def reference_pipeline(diffusers_dir: Path):
 
 
 @pytest.fixture(scope="session")
-def bf16_engines(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bf16_engines(tiny_dir: Path, shared: SharedBuilds) -> Path:
     """The tiny checkpoint's bf16-recipe ONNX Runtime engine set at 256x256 and 256x384, built by the CLI once for
     every module that runs engines (tests must not change it)."""
-    out = tmp_path_factory.mktemp("engines") / "bf16"
-    argv = ["build-engines", "--model", str(tiny_dir), "--out", str(out), "--recipe", "bf16", "--flavor", "onnxruntime"]
-    assert main([*argv, "--buckets", "256x256,256x384"]) == 0
-    return out
+
+    def build(out: Path) -> None:
+        argv = ["build-engines", "--model", str(tiny_dir), "--out", str(out), "--recipe", "bf16"]
+        _ok(main([*argv, "--flavor", "onnxruntime", "--buckets", "256x256,256x384"]))
+
+    return shared.get("engines-bf16", build)
 
 
 @pytest.fixture(scope="session")
-def one_graph_engines(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def one_graph_engines(tiny_dir: Path, shared: SharedBuilds) -> Path:
     """A small ONNX Runtime engine set, fp8-wo dit_uncond at 256x256 only, for tests that read a manifest (tests
     must not change it)."""
-    out = tmp_path_factory.mktemp("engines") / "one-graph"
-    assert main(["build-engines", "--model", str(tiny_dir), "--out", str(out), "--recipe", "fp8-wo",
-                 "--flavor", "onnxruntime", "--buckets", "256x256", "--components", "dit_uncond"]) == 0  # fmt: skip
-    return out
+
+    def build(out: Path) -> None:
+        _ok(main(["build-engines", "--model", str(tiny_dir), "--out", str(out), "--recipe", "fp8-wo",
+                  "--flavor", "onnxruntime", "--buckets", "256x256", "--components", "dit_uncond"]))  # fmt: skip
+
+    return shared.get("engines-one-graph", build)
 
 
 @pytest.fixture(scope="session")
-def calibration_file(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def calibration_file(tiny_dir: Path, shared: SharedBuilds) -> Path:
     """Calibration over four shipped prompts × V4_TURBO_12 at 256x256, written by the CLI."""
-    out = tmp_path_factory.mktemp("calibration") / "tiny.json"
-    args = ["calibrate", "--model", str(tiny_dir), "--out", str(out), "--resolution", "256x256"]
-    assert main([*args, "--preset", "V4_TURBO_12", "--limit", "4"]) == 0
-    return out
+
+    def build(out: Path) -> None:
+        out.mkdir()
+        args = ["calibrate", "--model", str(tiny_dir), "--out", str(out / "tiny.json"), "--resolution", "256x256"]
+        _ok(main([*args, "--preset", "V4_TURBO_12", "--limit", "4"]))
+
+    return shared.get("calibration", build) / "tiny.json"
+
+
+@pytest.fixture(scope="session")
+def fake_gpu_sets(tiny_dir: Path, calibration_file: Path, shared: SharedBuilds) -> tuple[Path, Path]:
+    """The fp8 TensorRT-RTX engine set the fake-GPU tests run (fp32 graphs: the fake runs a plan's ONNX graph in
+    ONNX Runtime), and the ONNX Runtime set built from the same export, the fake's oracle. Real builds; shared by
+    test_tensorrt_backend.py and test_verify.py (tests must not change them)."""
+
+    def build(root: Path) -> None:
+        common = ["--recipe", "fp8", "--dtype", "fp32", "--buckets", "256x256,256x384", "--max-batch", "2"]
+        _ok(main(["build-engines", "--model", str(tiny_dir), "--out", str(root / "rtx"), "--flavor", "tensorrt-rtx",
+                  "--compute-capability", "8.9", "--max-text-tokens", "64", "--calibration", str(calibration_file),
+                  *common]))  # fmt: skip
+        _ok(main(["build-engines", "--onnx", str(root / "rtx" / "onnx"), "--out", str(root / "ort"),
+                  "--flavor", "onnxruntime", *common]))  # fmt: skip
+
+    root = shared.get("fake-gpu-sets", build)
+    return root / "rtx", root / "ort"
 
 
 class Exports:
     """Exports of the tiny checkpoint, made once per (recipe, dtype, graphs, options) and shared by tests."""
 
-    def __init__(self, root: Path, checkpoint_dir: Path, calibration: Path) -> None:
-        self.root, self.checkpoint_dir, self.calibration = root, checkpoint_dir, calibration
-        self._done: dict[tuple, Path] = {}
+    def __init__(self, shared: SharedBuilds, checkpoint_dir: Path, calibration: Path) -> None:
+        self.shared, self.checkpoint_dir, self.calibration = shared, checkpoint_dir, calibration
 
-    def get(self, recipe: str, dtype: str, graphs: tuple[str, ...], **flags: bool) -> Path:
+    def get(self, recipe: str, dtype: str, graphs: tuple[str, ...], **flags: object) -> Path:
         from ideogram_trt.core.components import Component
         from ideogram_trt.export.exporter import ExportOptions, export
         from ideogram_trt.export.recipes import GraphDType, Recipe
 
-        key = (recipe, dtype, graphs, tuple(sorted(flags.items())))
-        if key not in self._done:
-            out = self.root / f"{recipe}-{dtype}-{len(self._done)}"
+        def build(out: Path) -> None:
             options = ExportOptions(
                 Recipe(recipe),
                 GraphDType(dtype),
                 tuple(Component(g) for g in graphs),
                 calibration=self.calibration if recipe == "fp8" else None,
-                **flags,
+                **flags,  # type: ignore[arg-type]
             )
             export(self.checkpoint_dir, out, options, quiet=True)
-            self._done[key] = out
-        return self._done[key]
+
+        flag_text = "".join(f"-{k}={v}" for k, v in sorted(flags.items()))
+        return self.shared.get(f"export-{recipe}-{dtype}-{'+'.join(graphs)}{flag_text}", build)
 
 
 @pytest.fixture(scope="session")
-def exports(tiny_dir: Path, calibration_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Exports:
-    return Exports(tmp_path_factory.mktemp("exports"), tiny_dir, calibration_file)
+def exports(tiny_dir: Path, calibration_file: Path, shared: SharedBuilds) -> Exports:
+    return Exports(shared, tiny_dir, calibration_file)

@@ -207,7 +207,7 @@ class TestFp8WeightOnlyEngineSet:
         argv = [sys.executable, "-m", "ideogram_trt", "build-engines", "--model", str(tiny_dir), "--out", str(out)]
         argv += ["--recipe", "fp8-wo", "--flavor", "tensorrt-rtx", "--compute-capability", "8.9"]
         argv += ["--buckets", ",".join(b.name for b in CHANGED), "--max-batch", "2", "--max-text-tokens", "128"]
-        env = {**os.environ, FAILPOINT_ENV: f"{action}@vae_decoder.*.plan"}
+        env = {**os.environ, FAILPOINT_ENV: f"{action}@dit_cond.*.plan"}  # the first plan rebuilt
         result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
         assert result.returncode == (-signal.SIGKILL if action == "kill" else 2), result.stderr
         assert (out / "manifest.json").read_bytes() == before
@@ -218,12 +218,18 @@ class TestFp8WeightOnlyEngineSet:
         assert subprocess.run(argv, capture_output=True, timeout=600).returncode == 0
         assert not [p for p in out.rglob("*") if ".ideogram-tmp-" in p.name or ".ideogram-partial-" in p.name]
 
-
-class TestFp8EngineSet:
-    def test_builds_all_four_components(self, tiny_dir: Path, calibration_file: Path, tmp_path: Path) -> None:
-        out = tmp_path / "fp8"
+    def test_switching_to_the_fp8_recipe_rebuilds_only_the_dits(
+        self, engine_set: Path, tiny_dir: Path, calibration_file: Path, tmp_path: Path
+    ) -> None:
+        """The fp8 recipe changes the DiTs' graphs only: the text encoder stays weight-only and the VAE has no
+        FP8 weights, so their plans (and the sampler's) are kept, and the set is a complete fp8 set."""
+        out = self.copy(engine_set, tmp_path)
+        before = Manifest.load(out)
         outcome = build_engine_set(request(out, model=tiny_dir, recipe="fp8", calibration=calibration_file))
-        assert sorted(outcome.built) == sorted(ENGINES)
+        assert sorted(outcome.built) == ["dit_cond", "dit_uncond"]
+        assert sorted(outcome.reused) == ["sampler", "text_encoder", "vae_decoder"]
+        for name in outcome.reused:
+            assert outcome.manifest.engines[name] == before.engines[name]
         check_manifest(out, outcome.manifest, "fp8")
         assert (
             outcome.manifest.calibration

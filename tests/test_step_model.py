@@ -178,7 +178,7 @@ def test_an_fp8_gemms_bytes_are_its_own_tensors(exports, tiny_dir: Path) -> None
 
     config = json.loads((tiny_dir / "transformer" / "config.json").read_text())
     d = config["num_attention_heads"] * config["attention_head_dim"]
-    folder = exports.get("fp8", "bf16", ("dit_cond",))
+    folder = exports.get("fp8", "bf16", ("dit_cond", "dit_cond_masked", "dit_uncond"))  # test_tensorrt_build.py's
     inputs = ExportSidecar.load(folder, Component.DIT_COND).inputs
     profile = profile_for(inputs, Bucket(256, 256), ProfileRanges(AxisRange(1, 1, 2), AxisRange(1, 32, 128)))
     result = build_engine(folder / "dit_cond.onnx", [profile], BuildTarget(Flavor.TENSORRT_RTX, ("8.9",)), True)

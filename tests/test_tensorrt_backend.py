@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ideogram_trt.cli import main
 from ideogram_trt.core import rope
 from ideogram_trt.core.manifest import Manifest
 from ideogram_trt.core.tokenization import PromptTokenizer
@@ -47,17 +46,8 @@ def fake_tensorrt_pipeline(engine_set: Path) -> tuple[Pipeline, FakeCuda, FakeTe
 
 class TestTensorRTBackendOnAFakeGpu:
     @pytest.fixture(scope="class")
-    def engine_sets(self, tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-        root = tmp_path_factory.mktemp("engines")
-        rtx, ort = root / "rtx-fp32", root / "ort-fp32"
-        common = ["--recipe", "fp8-wo", "--dtype", "fp32", "--buckets", "256x256,256x384", "--max-batch", "2"]
-        assert main(["build-engines", "--model", str(tiny_dir), "--out", str(rtx), "--flavor", "tensorrt-rtx",
-                     "--compute-capability", "8.9", "--max-text-tokens", "64", *common]) == 0  # fmt: skip
-        assert (
-            main(["build-engines", "--onnx", str(rtx / "onnx"), "--out", str(ort), "--flavor", "onnxruntime", *common])
-            == 0
-        )
-        return rtx, ort
+    def engine_sets(self, fake_gpu_sets: tuple[Path, Path]) -> tuple[Path, Path]:
+        return fake_gpu_sets  # fp8, fp32 graphs, max batch 2 (conftest; shared with test_verify.py)
 
     def test_same_images_as_onnx_runtime(self, engine_sets: tuple[Path, Path]) -> None:
         rtx, ort = engine_sets

@@ -289,7 +289,8 @@ def plan_files(engine_set: Path, name: str) -> tuple[Path, Path]:
     return engine_set / entry.file, engine_set / entry.anatomy.file
 
 
-RTX = ["--flavor", "tensorrt-rtx", "--compute-capability", "8.9", "--dtype", "fp32", "--max-batch", "1",
+# As conftest's fake_gpu_sets, the good set here: fault plans have its profiles.
+RTX = ["--flavor", "tensorrt-rtx", "--compute-capability", "8.9", "--dtype", "fp32", "--max-batch", "2",
        "--max-text-tokens", "64"]  # fmt: skip
 BUCKETS = "256x256,256x384"
 
@@ -297,13 +298,12 @@ BUCKETS = "256x256,256x384"
 class TestVerifyOnAFakeGpu:
     @pytest.fixture(scope="class")
     def built(
-        self, tiny_dir: Path, calibration_file: Path, exports, tmp_path_factory: pytest.TempPathFactory
+        self, tiny_dir: Path, calibration_file: Path, exports, fake_gpu_sets, tmp_path_factory: pytest.TempPathFactory
     ) -> dict[str, object]:  # type: ignore[no-untyped-def]
-        """The good fp8 set, and the plans each fault is made of, each a real TensorRT-RTX build."""
+        """The good fp8 set (conftest's, shared with test_tensorrt_backend.py), and the plans each fault is made
+        of, each a real TensorRT-RTX build."""
         root = tmp_path_factory.mktemp("verify-rtx")
-        good = root / "good"
-        assert main(["build-engines", "--model", str(tiny_dir), "--out", str(good), "--recipe", "fp8",
-                     "--calibration", str(calibration_file), "--buckets", BUCKETS, *RTX]) == 0  # fmt: skip
+        good = fake_gpu_sets[0]
         plans = registry(good, good / "onnx")
 
         def build(name: str, onnx_dir: Path, component: str, buckets: str = BUCKETS, recipe: str = "fp8") -> Path:
@@ -315,7 +315,12 @@ class TestVerifyOnAFakeGpu:
             return out
 
         # A dit_cond plan from the fp8-wo recipe (no activation Q/DQ), which the fp8 manifest does not say.
-        weight_only = build("fp8-wo", exports.get("fp8-wo", "fp32", ("dit_cond",)), "dit_cond", recipe="fp8-wo")
+        weight_only = build(
+            "fp8-wo",
+            exports.get("fp8-wo", "fp32", ("dit_cond", "dit_cond_masked", "dit_uncond")),
+            "dit_cond",
+            recipe="fp8-wo",
+        )
         # A dit_uncond plan from another checkpoint, same recipe (its own calibration).
         other = root / "other-ckpt"
         assert main(["make-tiny", str(other), "--seed", "1"]) == 0

@@ -22,6 +22,7 @@ from ideogram_trt.core.digest import file_digest
 from ideogram_trt.core.errors import IdeogramTrtError
 from ideogram_trt.core.files import atomic_write, resolve_inside
 from ideogram_trt.core.gpu import GpuInfo, visible_gpus
+from ideogram_trt.core.lora import LoraSlots
 from ideogram_trt.core.records import Fields, TensorEntry, find_tensor
 from ideogram_trt.core.sidecar import Rope
 from ideogram_trt.core.tokenization import MAX_TEXT_TOKENS
@@ -135,6 +136,7 @@ class ModelFacts:
     rope: Rope | None = None
     hidden_size: int | None = None
     opset: int | None = None  # of the exported graphs
+    lora: LoraSlots | None = None  # the conditional DiT's LoRA side path, in LoRA-ready sets (docs/LORA.md §2)
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"has_unconditional": self.has_unconditional}
@@ -145,6 +147,8 @@ class ModelFacts:
         if self.hidden_size is not None:
             body["hidden_size"] = self.hidden_size
         body["opset"] = self.opset
+        if self.lora is not None:  # absent otherwise: sets built without --lora-rank read as before
+            body["lora"] = self.lora.to_json()
         return body
 
 
@@ -293,8 +297,12 @@ def _parse_model(raw: dict[str, Any], f: Fields) -> ModelFacts:
         if len(section) != 3 or 3 * max(section[1:]) > len(inv_freq):
             raise f.fail("model.rope.mrope_section", f"{section} does not fit {len(inv_freq)} frequencies")
         facts = Rope(inv_freq, section)
+    lora = None
+    if (lora_raw := f.get(raw, "lora", dict, "model", optional=True)) is not None:
+        keys = ("max_rank", "layers", "hidden", "intermediate", "adaln")
+        lora = LoraSlots.from_json({k: f.count(lora_raw, k, "model.lora", 1, 1 << 20) for k in keys})
     return ModelFacts(f.get(raw, "has_unconditional", bool, "model"), sizes["latent_channels"], facts,
-                      sizes["hidden_size"], f.get(raw, "opset", int, "model", optional=True))  # fmt: skip
+                      sizes["hidden_size"], f.get(raw, "opset", int, "model", optional=True), lora)  # fmt: skip
 
 
 def _parse_engine(raw: object, where: str, f: Fields, buckets: list[str]) -> EngineEntry:
@@ -500,6 +508,14 @@ def structure_problems(root: Path, manifest: Manifest) -> list[str]:
             serving = [e for e in per_bucket if e.graph is graph and (not e.buckets or name in e.buckets)]
             if not serving or not any(p.bucket in (None, name) for p in serving[0].profiles):
                 problems.append(f"bucket {name} has no {graph.value} profile in this engine set; {rebuild}")
+    slots = manifest.model.lora
+    for entry in manifest.engines.values():
+        if entry.graph.spec.serves is Component.DIT_COND:
+            side = {t.name for t in entry.inputs if t.name.startswith("lora_")}
+            if side != set(() if slots is None else slots.input_names):
+                says = "no LoRA side path" if slots is None else f"a LoRA side path of rank {slots.max_rank}"
+                problems.append(f"engine {entry.name}'s LoRA inputs do not match the manifest, which says {says}; "
+                                f"{rebuild}")  # fmt: skip
     if manifest.model.latent_channels is None and manifest.has(Component.DIT_COND):
         problems.append(f"the manifest's model facts lack latent_channels; {rebuild}")
     if not manifest.tokenizer:

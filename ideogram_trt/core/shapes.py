@@ -2,8 +2,9 @@
 
 ``B`` batch, ``T`` text tokens, ``N`` image tokens (= ``GH · GW``), ``T+N`` the conditional DiT's sequence,
 ``GH``/``GW`` the token grid, ``H``/``W`` pixels (16 per token side), ``C``/``D``/``R`` the model widths (latent
-channels, DiT hidden size, RoPE width). Integers, and strings of digits, are static sizes. Export (dynamic axes),
-engine profiles (min/opt/max) and both runtime backends (the shapes they set and allocate) resolve through here.
+channels, DiT hidden size, RoPE width), ``LR`` the total LoRA rank of a LoRA-ready DiT (docs/LORA.md §2).
+Integers, and strings of digits, are static sizes. Export (dynamic axes), engine profiles (min/opt/max) and both
+runtime backends (the shapes they set and allocate) resolve through here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, replace
 from ideogram_trt.core.contracts import PIXELS_PER_TOKEN
 
 Symbol = str | int
-SYMBOLS = ("B", "T", "N", "T+N", "GH", "GW", "H", "W", "C", "D", "R")
+SYMBOLS = ("B", "T", "N", "T+N", "GH", "GW", "H", "W", "C", "D", "R", "LR")
 
 
 class ShapeError(ValueError):
@@ -32,6 +33,7 @@ class Sizes:
     channels: int | None = None
     hidden: int | None = None
     rope: int | None = None
+    lora_rank: int | None = None
 
     @property
     def image_tokens(self) -> int | None:
@@ -58,6 +60,7 @@ class Sizes:
             "C": self.channels,
             "D": self.hidden,
             "R": self.rope,
+            "LR": self.lora_rank,
         }
         if symbol not in known:
             raise ShapeError(f"unknown axis {symbol!r}")
@@ -95,4 +98,5 @@ class Sizes:
             channels=seen.get("C", sizes.channels),
             hidden=seen.get("D", sizes.hidden),
             rope=seen.get("R", sizes.rope),
+            lora_rank=seen.get("LR", sizes.lora_rank),
         )

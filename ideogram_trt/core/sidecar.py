@@ -16,6 +16,7 @@ from typing import Any
 from ideogram_trt.core.components import Component
 from ideogram_trt.core.errors import InputError
 from ideogram_trt.core.files import atomic_write
+from ideogram_trt.core.lora import LoraSlots
 from ideogram_trt.core.records import Fields, TensorEntry, find_tensor, read_object
 
 SIDECAR_FORMAT = 2  # 2: external_data_sha256
@@ -94,6 +95,7 @@ class ExportSidecar:
     external_data_sha256: str | None
     provenance: Provenance | None = None
     rope: Rope | None = None
+    lora: LoraSlots | None = None  # a LoRA-ready conditional DiT's side path (docs/LORA.md §2)
     format: int = field(default=SIDECAR_FORMAT)
 
     @property
@@ -128,6 +130,8 @@ class ExportSidecar:
         body["external_data_sha256"] = self.external_data_sha256
         if self.rope is not None:
             body["rope"] = {"inv_freq": self.rope.inv_freq, "mrope_section": self.rope.mrope_section}
+        if self.lora is not None:
+            body["lora"] = self.lora.to_json()
         return json.dumps({**head, **body}, indent=1) + "\n"
 
     def key_parts(self) -> dict[str, Any]:
@@ -203,6 +207,10 @@ def _parse(raw: dict[str, Any], f: Fields, graph: Component) -> ExportSidecar:
         if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in inv_freq):
             raise f.fail("rope.inv_freq", "must be a list of finite numbers")
         rope = Rope(inv_freq, f.ints(f.get(rope_raw, "mrope_section", list, "rope"), "rope.mrope_section"))
+    lora = None
+    if (lora_raw := f.get(raw, "lora", dict, "", optional=True)) is not None:
+        keys = ("max_rank", "layers", "hidden", "intermediate", "adaln")
+        lora = LoraSlots.from_json({k: f.count(lora_raw, k, "lora", 1, 1 << 20) for k in keys})
     return ExportSidecar(
         graph=graph,
         file=f.get(raw, "file", str, ""),
@@ -217,6 +225,7 @@ def _parse(raw: dict[str, Any], f: Fields, graph: Component) -> ExportSidecar:
         external_data_sha256=f.get(raw, "external_data_sha256", str, "", optional=True),
         provenance=provenance,
         rope=rope,
+        lora=lora,
     )
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from ideogram_trt.core.files import (
     remove_stale,
     staged_dir,
 )
+from ideogram_trt.core.lora import check_engine_rank
 from ideogram_trt.core.manifest import (
     MANIFEST_FILE,
     MAX_BATCH_LIMIT,
@@ -105,6 +106,8 @@ class BuildRequest:
     excluded: tuple[str, ...] = ()
     opset: int = 21  # core.recipes.DEFAULT_OPSET
     external_data: str = "auto"
+    # LoRA-ready conditional DiTs (docs/LORA.md §2): adapters of total rank up to this, as engine inputs.
+    lora_rank: int | None = None
 
     def __post_init__(self) -> None:
         # Callers of the Python API may name components as strings; every stage after this one reads the enum.
@@ -151,6 +154,10 @@ def _validate(request: BuildRequest) -> None:
         raise InputError(f"unknown component(s) {names}: use {', '.join(c.value for c in EXPORTED_COMPONENTS)}")
     if not request.buckets:
         raise InputError("no buckets: pass --buckets, e.g. 1024x1024,768x1344")
+    if request.lora_rank is not None:
+        check_engine_rank(request.lora_rank)
+        if not any(c.spec.serves is Component.DIT_COND for c in request.components):
+            raise InputError("--lora-rank adds the LoRA side path to the conditional DiT: build dit_cond too")
 
 
 def _existing_manifest(out: Path) -> Manifest | None:
@@ -179,7 +186,17 @@ def _prepare_export(request: BuildRequest, dtype: str) -> Path:
         if missing:
             raise InputError(f"{request.onnx}: no {', '.join(missing)} graph; export it, or build with --model")
         for graph in needed:
-            _verify_export(request.onnx, ExportSidecar.load(request.onnx, graph))
+            sidecar = ExportSidecar.load(request.onnx, graph)
+            _verify_export(request.onnx, sidecar)
+            made = None if sidecar.lora is None else sidecar.lora.max_rank
+            wanted = request.lora_rank if graph.spec.serves is Component.DIT_COND else None
+            if request.lora_rank is not None and made != wanted:  # else: the export's side path, as it is
+                has = "no LoRA side path" if made is None else f"the LoRA side path of rank {made}"
+                raise InputError(
+                    f"{request.onnx}: its {graph.value} graph has {has}; this build asks for "
+                    f"{'none' if wanted is None else f'--lora-rank {wanted}'} (export with the same --lora-rank, "
+                    "or build with --model)"
+                )
         return request.onnx
 
     from ideogram_trt.export.exporter import ExportOptions, ExternalData, export
@@ -202,12 +219,11 @@ def _prepare_export(request: BuildRequest, dtype: str) -> Path:
         excluded=request.excluded,
         opset=request.opset,
         external_data=parse_enum(ExternalData, request.external_data, "--external-data mode"),
+        lora_rank=request.lora_rank,
     )
     checkpoint = open_checkpoint(request.model)
     stale = [g for g in options.graphs if not _export_is_current(export_dir, g, checkpoint, options)]
     if stale:
-        from dataclasses import replace
-
         export(request.model, export_dir, replace(options, graphs=tuple(stale)))
     else:
         console.print(f"ONNX graphs in {export_dir} are up to date")
@@ -238,6 +254,7 @@ def _export_is_current(export_dir: Path, graph: Component, checkpoint: Any, opti
         and made.options.excluded == list(options.excluded)
         and sidecar.opset == options.opset
         and (sidecar.external_data is not None) == options.stores_external(sidecar.weights_bytes)
+        and sidecar.lora == options.lora_slots(graph, checkpoint)
     )
 
 
@@ -278,18 +295,21 @@ def plan_specs(request: BuildRequest, graphs: dict[Component, Path], target: Tar
             groups = [(f"{graph.value}@{b.name}", [b]) for b in request.buckets]
         else:
             groups = [(graph.value, list(request.buckets))]
+        # A LoRA-ready DiT's rank axis: ranks 1 … max, tuned for the max (docs/LORA.md §2).
+        rank = None if sidecar.lora is None else AxisRange(1, sidecar.lora.max_rank, sidecar.lora.max_rank)
+        graph_ranges = replace(ranges, lora_rank=rank)
         for name, buckets in groups:
             spec = EngineSpec(name, graph, buckets, sidecar, graph_path(export_dir, graph))
             if buckets:
-                spec.profiles = [(b, profile_for(sidecar.inputs, b, ranges)) for b in buckets]
+                spec.profiles = [(b, profile_for(sidecar.inputs, b, graph_ranges)) for b in buckets]
             else:
-                spec.profiles = [(None, profile_for(sidecar.inputs, None, ranges))]
+                spec.profiles = [(None, profile_for(sidecar.inputs, None, graph_ranges))]
+            # The graph's bytes (and provenance) stand for its recipe and dtype: a graph no recipe changes (the
+            # VAE; the text encoder, weight-only under fp8 and fp8-wo alike) keeps its plan when the recipe changes.
             spec.key = json_digest(
                 {
                     "format": PLAN_FORMAT,
                     "graph": sidecar.key_parts(),
-                    "recipe": sidecar.recipe,
-                    "dtype": sidecar.dtype,
                     "profiles": [(b.name if b else None, _shapes(p)) for b, p in spec.profiles],
                     "flavor": target.flavor.value,
                     "version": target.version,
@@ -458,6 +478,7 @@ def _model_facts(sidecars: dict[Component, ExportSidecar], opset: int) -> ModelF
         rope=None if dit is None else dit.rope,
         hidden_size=None if cond is None else int(cond.tensor(io.TEXT_HIDDEN).shape[-1]),
         opset=opset,
+        lora=None if cond is None else cond.lora,
     )
 
 

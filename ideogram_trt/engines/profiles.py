@@ -24,6 +24,7 @@ class ProfileRanges:
 
     batch: AxisRange = AxisRange(1, 1, 4)
     text: AxisRange = AxisRange(1, 256, 2048)
+    lora_rank: AxisRange | None = None  # LoRA-ready DiTs: total adapter rank 1 … --lora-rank (docs/LORA.md §2)
 
 
 def profile_for(
@@ -31,9 +32,10 @@ def profile_for(
 ) -> Profile:
     """``inputs``: a graph's inputs as exported (static sizes filled in); image axes come from ``bucket``."""
     grid = None if bucket is None else bucket.grid
-    low = Sizes(batch=ranges.batch.min, text=ranges.text.min, grid=grid)
-    opt = Sizes(batch=ranges.batch.opt, text=ranges.text.opt, grid=grid)
-    high = Sizes(batch=ranges.batch.max, text=ranges.text.max, grid=grid)
+    rank = ranges.lora_rank or AxisRange(0, 0, 0)  # read only by graphs with a rank axis
+    low = Sizes(batch=ranges.batch.min, text=ranges.text.min, grid=grid, lora_rank=rank.min)
+    opt = Sizes(batch=ranges.batch.opt, text=ranges.text.opt, grid=grid, lora_rank=rank.opt)
+    high = Sizes(batch=ranges.batch.max, text=ranges.text.max, grid=grid, lora_rank=rank.max)
     return {
         spec.name: ShapeRange(low.resolve(spec.shape), opt.resolve(spec.shape), high.resolve(spec.shape))
         for spec in inputs

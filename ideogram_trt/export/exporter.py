@@ -25,6 +25,7 @@ from ideogram_trt.core.contracts import EngineContract
 from ideogram_trt.core.digest import file_digest
 from ideogram_trt.core.errors import IdeogramTrtError, InputError
 from ideogram_trt.core.files import atomic_write, check_tree, copy_tree, fsync_dir, remove_stale, staging_name
+from ideogram_trt.core.lora import LoraSlots
 from ideogram_trt.core.progress import stage
 from ideogram_trt.core.recipes import DEFAULT_OPSET
 from ideogram_trt.core.records import TensorEntry
@@ -42,8 +43,9 @@ from ideogram_trt.core.sidecar import (
     graph_path,
 )
 from ideogram_trt.export.calibration import Calibration
-from ideogram_trt.export.graphs import WRAPPERS, dynamic_shapes, example_inputs, stack_for
+from ideogram_trt.export.graphs import WRAPPERS, LoraDiTGraph, contract_of, dynamic_shapes, example_inputs, stack_for
 from ideogram_trt.export.lint import lint_file
+from ideogram_trt.export.lora import add_side_path, lora_shape
 from ideogram_trt.export.quant_modules import QuantAttention, QuantLinear, apply_plan
 from ideogram_trt.export.recipes import GraphDType, QuantPlan, Recipe, quant_plan
 from ideogram_trt.export.stitch import Piece, block_signature, rename_initializers, stitch, tidy, trace
@@ -73,6 +75,15 @@ class ExportOptions:
     excluded: tuple[str, ...] = ()
     opset: int = DEFAULT_OPSET
     external_data: ExternalData = ExternalData.AUTO
+    # LoRA-ready conditional DiTs (docs/LORA.md §2): the side path for total adapter ranks up to this.
+    lora_rank: int | None = None
+
+    def lora_slots(self, graph: Component, checkpoint: Checkpoint) -> LoraSlots | None:
+        """The side path ``graph`` gets: the conditional DiTs' with ``lora_rank``, nothing for the others."""
+        if self.lora_rank is None or graph.spec.serves is not Component.DIT_COND:
+            return None
+        (part,) = graph.spec.part_names
+        return LoraSlots(self.lora_rank, lora_shape(checkpoint.dit_config(part)))
 
     def stores_external(self, weight_bytes: int) -> bool:
         """Whether a graph with ``weight_bytes`` of weights keeps them in a ``.onnx.data`` file."""
@@ -154,11 +165,13 @@ def fold_small_constants(model: ir.Model) -> None:
     onnxscript.optimizer.remove_unused_nodes(model)
 
 
-def trace_graph(graph: Component, module: nn.Module, inputs: tuple[torch.Tensor, ...], opset: int) -> ir.Model:
+def trace_graph(
+    graph: Component, module: nn.Module, inputs: tuple[torch.Tensor, ...], opset: int, lora: LoraSlots | None = None
+) -> ir.Model:
     """Trace ``module`` (a ``WRAPPERS`` module) to ONNX: whole, or as prefix + one block per structure + suffix
     stitched back together (deep graphs; see ``export.stitch``)."""
-    contract = graph.spec.contract
-    stack = stack_for(graph, module, inputs)
+    contract = contract_of(graph, lora)
+    stack = stack_for(graph, module, inputs, lora)
     if stack is None:
         model = trace(Piece(module, inputs, contract.input_names, contract.output_names, dynamic_shapes(graph)), opset)
         tidy(model.graph)
@@ -229,13 +242,18 @@ def export_graph(
     dtype = options.dtype.torch
     plan = options.plan(graph)
     amax = calibration.amax.get(graph.spec.serves.value, {}) if calibration else None
+    lora = options.lora_slots(graph, checkpoint)
     with stage(f"{graph.value}: building the {options.recipe.value} module in {options.dtype.value}", quiet):
         module = build_module(checkpoint, graph, options.recipe, dtype, plan, amax)
-        inputs = example_inputs(graph, checkpoint, dtype)
-    contract = graph.spec.contract
+        if lora is not None:
+            dit = next(iter(module.children()))
+            add_side_path(dit)
+            module = LoraDiTGraph(dit, graph.spec.contract.input_names)
+        inputs = example_inputs(graph, checkpoint, dtype, lora=lora)
+    contract = contract_of(graph, lora)
     start = time.perf_counter()
     with stage(f"{graph.value}: tracing and converting to ONNX (opset {options.opset})", quiet):
-        model = trace_graph(graph, module, inputs, options.opset)
+        model = trace_graph(graph, module, inputs, options.opset, lora)
     fold_small_constants(model)
     export_seconds = time.perf_counter() - start
     _name_axes(model, contract)
@@ -285,6 +303,7 @@ def export_graph(
             options=ExportSettings(plan.quantize_attention, options.quantize_text_encoder, list(options.excluded)),
         ),
         rope=rope,
+        lora=lora,
     )
     sidecar.save(folder)
     return ExportedGraph(graph, path, sidecar)

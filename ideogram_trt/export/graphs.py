@@ -13,6 +13,8 @@ from torch.export import Dim
 
 from ideogram_trt.core import contracts as io
 from ideogram_trt.core.components import Component
+from ideogram_trt.core.contracts import EngineContract
+from ideogram_trt.core.lora import LORA_RANK, LoraSlots, lora_contract
 from ideogram_trt.core.tokenization import MAX_TEXT_TOKENS
 from ideogram_trt.export.stitch import Piece
 from ideogram_trt.model.checkpoint import Checkpoint
@@ -86,6 +88,28 @@ class VaeDecoderGraph(nn.Module):
         return self.vae(latents)
 
 
+class LoraDiTGraph(nn.Module):
+    """A conditional DiT with the LoRA side path (docs/LORA.md §2): the contract's inputs, then the factors in
+    ``LoraSlots.inputs`` order. The PyTorch form of what the stitched export traces block by block."""
+
+    def __init__(self, dit: nn.Module, input_names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.dit = dit
+        self.input_names = input_names
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        from ideogram_trt.export.lora import attach, detach
+
+        count = len(self.input_names)
+        named, factors = dict(zip(self.input_names, inputs[:count], strict=True)), inputs[count:]
+        h, adaln, cos, sin, key_mask = self.dit.embed(**named)
+        for block in self.dit.layers:
+            attach(block, factors)
+            h = block(h, adaln, cos, sin, key_mask)
+            detach(block)
+        return self.dit.head(h, adaln, named[io.LATENTS].shape[1])
+
+
 WRAPPERS: dict[Component, Callable[[nn.Module], nn.Module]] = {
     Component.TEXT_ENCODER: TextEncoderGraph,
     Component.DIT_COND: DiTCondGraph,
@@ -110,9 +134,26 @@ class Sizes:
 
 
 def example_inputs(
-    graph: Component, checkpoint: Checkpoint, dtype: torch.dtype, sizes: Sizes = Sizes(), seed: int = 0
+    graph: Component,
+    checkpoint: Checkpoint,
+    dtype: torch.dtype,
+    sizes: Sizes = Sizes(),
+    seed: int = 0,
+    lora: LoraSlots | None = None,
 ) -> tuple[torch.Tensor, ...]:
-    """Random inputs in contract order, in the contract's dtypes (``COMPUTE`` = ``dtype``)."""
+    """Random inputs in contract order, in the contract's dtypes (``COMPUTE`` = ``dtype``); with ``lora``, the
+    side path's factors follow (``export.lora.example_factors``)."""
+    base = _example_inputs(graph, checkpoint, dtype, sizes, seed)
+    if lora is None:
+        return base
+    from ideogram_trt.export.lora import example_factors
+
+    return (*base, *example_factors(lora, dtype, seed))
+
+
+def _example_inputs(
+    graph: Component, checkpoint: Checkpoint, dtype: torch.dtype, sizes: Sizes, seed: int
+) -> tuple[torch.Tensor, ...]:
     gen = torch.Generator().manual_seed(seed)
     b, t, n = sizes.batch, sizes.text, sizes.image_tokens
     dit = checkpoint.transformer
@@ -138,7 +179,7 @@ def example_inputs(
     return randn(b, n, c), randn(b, t, d, dt=dtype), mask, timestep, randn(b, t + n, r), randn(b, t + n, r)
 
 
-def dynamic_shapes(graph: Component) -> dict[str, dict[int, object]]:
+def dynamic_shapes(graph: Component, lora: LoraSlots | None = None) -> dict[str, dict[int, object]]:
     """torch.export dynamic axes per input, in input order (the ONNX exporter pairs them up by position), from
     the contract's symbols; static axes (C, D, R, digits) get none. The RoPE length T+N is a sum of two axes,
     which torch.export cannot declare; it is inferred (``Dim.AUTO``) and renamed to ``T+N`` in the saved graph."""
@@ -150,34 +191,52 @@ def dynamic_shapes(graph: Component) -> dict[str, dict[int, object]]:
         "GW": Dim("GW", min=1, max=MAX_GRID_SIDE),
         "T+N": Dim.AUTO,
     }
+    if lora is not None:
+        dims[LORA_RANK] = Dim(LORA_RANK, min=1, max=lora.max_rank)
     return {
         spec.name: {axis: dims[symbol] for axis, symbol in enumerate(spec.shape) if symbol in dims}
-        for spec in graph.spec.contract.inputs
+        for spec in contract_of(graph, lora).inputs
     }
+
+
+def contract_of(graph: Component, lora: LoraSlots | None) -> EngineContract:
+    """The graph's engine contract; a LoRA-ready conditional DiT's adds the side path's inputs."""
+    return graph.spec.contract if lora is None else lora_contract(graph.spec.contract, lora)
 
 
 # --- Deep graphs are exported as prefix + one traced block per structure + suffix (see export.stitch). -------
 
 
 class _DiTPrefix(nn.Module):
-    def __init__(self, dit: nn.Module, input_names: tuple[str, ...]) -> None:
+    def __init__(self, dit: nn.Module, input_names: tuple[str, ...], factors: int = 0) -> None:
         super().__init__()
         self.dit = dit
         self.input_names = input_names
+        self.factors = factors  # LoRA factors after the contract's inputs: passed through to every block
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        named = dict(zip(self.input_names, inputs, strict=True))  # contract order → embed's keywords
-        return tuple(t for t in self.dit.embed(**named) if t is not None)
+        count = len(inputs) - self.factors
+        named = dict(zip(self.input_names[:count], inputs[:count], strict=True))  # contract order → embed's keywords
+        return (*(t for t in self.dit.embed(**named) if t is not None), *inputs[count:])
 
 
 class _DiTBlock(nn.Module):
-    def __init__(self, block: nn.Module) -> None:
+    def __init__(self, block: nn.Module, masked: bool = False, factors: int = 0) -> None:
         super().__init__()
         self.block = block
+        self.masked, self.factors = masked, factors
 
     def forward(self, h: torch.Tensor, adaln: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
-        cos, sin, key_mask = rest if len(rest) == 3 else (*rest, None)
-        return self.block(h, adaln, cos, sin, key_mask)
+        count = len(rest) - self.factors
+        cos, sin, key_mask = rest[:count] if self.masked else (*rest[:count], None)
+        if not self.factors:
+            return self.block(h, adaln, cos, sin, key_mask)
+        from ideogram_trt.export.lora import attach, detach
+
+        attach(self.block, rest[count:])
+        out = self.block(h, adaln, cos, sin, key_mask)
+        detach(self.block)
+        return out
 
 
 class _DiTSuffix(nn.Module):
@@ -233,11 +292,14 @@ class Stack:
     layer_name: str
 
 
-def stack_for(graph: Component, wrapped: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Stack | None:
-    """The split of ``graph`` (its wrapper module from ``WRAPPERS``), or None for graphs traced whole."""
+def stack_for(
+    graph: Component, wrapped: nn.Module, inputs: tuple[torch.Tensor, ...], lora: LoraSlots | None = None
+) -> Stack | None:
+    """The split of ``graph`` (its wrapper module from ``WRAPPERS``, or a ``LoraDiTGraph``), or None for graphs
+    traced whole."""
     batch = Dim("B", min=1, max=MAX_BATCH)
-    contract = graph.spec.contract
-    prefix_shapes = dynamic_shapes(graph)
+    contract = contract_of(graph, lora)
+    prefix_shapes = dynamic_shapes(graph, lora)
     if graph is Component.TEXT_ENCODER:
         encoder = next(iter(wrapped.children()))
         text = Dim("T", min=1, max=MAX_TEXT_TOKENS)
@@ -262,16 +324,23 @@ def stack_for(graph: Component, wrapped: nn.Module, inputs: tuple[torch.Tensor, 
         seq = {0: batch, 1: length}
         masked = graph is Component.DIT_COND_MASKED
         rope = {0: batch, 1: length} if masked else {0: length}
-        block_inputs = ("h", "adaln", "cos", "sin", *(("key_mask",) if masked else ()))
+        factor_names = () if lora is None else lora.input_names
+        block_inputs = ("h", "adaln", "cos", "sin", *(("key_mask",) if masked else ()), *factor_names)
         block_shapes = {"h": seq, "adaln": {0: batch}, "cos": rope, "sin": rope}
         if masked:
             block_shapes["key_mask"] = {0: batch, 3: length}
+        block_shapes |= {name: prefix_shapes[name] for name in factor_names}
         tokens = Dim("N", min=1, max=MAX_IMAGE_TOKENS)
+        factors = len(factor_names)
         return Stack(
             prefix=Piece(
-                _DiTPrefix(dit, contract.input_names), inputs, contract.input_names, block_inputs, prefix_shapes
+                _DiTPrefix(dit, contract.input_names, factors),
+                inputs,
+                contract.input_names,
+                block_inputs,
+                prefix_shapes,
             ),
-            blocks=[_DiTBlock(block) for block in dit.layers],
+            blocks=[_DiTBlock(block, masked, factors) for block in dit.layers],
             block_inputs=block_inputs,
             block_shapes=block_shapes,
             suffix_module=_DiTSuffix(dit),

@@ -19,10 +19,12 @@ SOFTMAX_SCALE = 1.0 / FP8_MAX  # probabilities lie in [0, 1]: amax 1 (the scale 
 
 class QuantLinear(nn.Module):
     """``y = x' · W'ᵀ + b`` with W' the dequantized E4M3 weight (or a float weight) and x' the activation after
-    per-tensor FP8 Q/DQ (when ``input_scale`` is set)."""
+    per-tensor FP8 Q/DQ (when ``input_scale`` is set); plus ``(x · Aᵀ) · Bᵀ`` while LoRA factors (A, B) are
+    attached (``export.lora``): on ``x`` as it arrives, in the compute dtype, beside the base GEMM."""
 
     weight_scale: torch.Tensor | None
     input_scale: torch.Tensor | None
+    lora: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __init__(
         self,
@@ -47,10 +49,12 @@ class QuantLinear(nn.Module):
         self.register_buffer("input_scale", None if input_scale is None else input_scale.to(dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        side = None if self.lora is None else F.linear(F.linear(x, self.lora[0]), self.lora[1])
         if self.input_scale is not None:
             x = fp8_qdq(x, self.input_scale)
         weight = self.weight if self.weight_scale is None else fp8_dequantize(self.weight, self.weight_scale)
-        return F.linear(x, weight, self.bias)
+        y = F.linear(x, weight, self.bias)
+        return y if side is None else y + side
 
 
 class QuantAttention(Attention):

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from ideogram_trt.core.buckets import Bucket
 from ideogram_trt.core.components import Component
 from ideogram_trt.core.schedule import Schedule
+
+if TYPE_CHECKING:
+    from ideogram_trt.runtime.lora import LoraFeeds
 
 # Manifest dtype names → numpy types for host arrays (bfloat16 has none: its bytes travel as float16).
 NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16, "int32": np.int32}
@@ -35,6 +38,8 @@ class DenoiseInputs:
     rope_uncond: tuple[np.ndarray, np.ndarray]  # float32 [N, R] each
     bucket: Bucket
     schedule: Schedule
+    # A LoRA-ready set's side-path inputs for this request (zero at rank 1 without adapters); None otherwise.
+    lora: LoraFeeds | None = None
 
 
 @dataclass

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,15 @@ def schedule_parameters(schedule: Schedule) -> dict[str, object]:
 
 
 def png_metadata(
-    prompt: str, seed: int, preset: str, bucket: str, engine_set: str, extra: dict[str, object] | None = None
+    prompt: str,
+    seed: int,
+    preset: str,
+    bucket: str,
+    engine_set: str,
+    extra: dict[str, object] | None = None,
+    loras: Sequence[tuple[str, str, float]] = (),
 ) -> dict[str, str]:
+    """The PNG's text fields; ``loras``: (name, sha256, weight) of each adapter used."""
     fields = {
         "prompt": prompt,
         "seed": str(seed),
@@ -35,6 +43,8 @@ def png_metadata(
     }
     if extra:
         fields["parameters"] = json.dumps(extra, sort_keys=True)
+    if loras:
+        fields["loras"] = json.dumps([{"name": n, "sha256": k, "weight": w} for n, k, w in loras])
     return fields
 
 

@@ -83,6 +83,8 @@ class OnnxRuntimeBackend:
         cos_u, sin_u = inputs.rope_uncond
         has_uncond = Component.DIT_UNCOND in self._sessions
 
+        side = {} if inputs.lora is None else inputs.lora.arrays
+
         def cond(z: np.ndarray, t: float) -> np.ndarray:
             feeds = {
                 io.LATENTS: z,
@@ -90,6 +92,7 @@ class OnnxRuntimeBackend:
                 io.TIMESTEP: np.full(batch, t, dtype=np.float32),
                 io.ROPE_COS: cos_c,
                 io.ROPE_SIN: sin_c,
+                **side,
             }
             return self._run(Component.DIT_COND, feeds)
 

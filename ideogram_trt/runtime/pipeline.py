@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,8 +46,13 @@ from ideogram_trt.core.schedule import (
 )
 from ideogram_trt.core.tokenization import PromptTokenizer
 from ideogram_trt.runtime.backend import Backend, DenoiseInputs
+from ideogram_trt.runtime.lora import Choice, LoraFeeds, LoraLibrary
 
 DISTILLED_DEFAULT = PresetName.V4_FAST_20  # checkpoints without an unconditional DiT
+NO_LORA = (
+    "this engine set has no LoRA side path: rebuild it with `build-engines --lora-rank R`, or fold a fixed "
+    "adapter into the checkpoint with `ideogram-trt merge-lora`"
+)
 
 
 @dataclass
@@ -76,6 +81,7 @@ class GenerationResult:
     schedule: Schedule
     timings: Timings
     engine_set: str  # sha256 of the manifest: names the exact engines that made the images
+    loras: list[tuple[str, str, float]] = field(default_factory=list)  # (name, sha256, weight) per adapter used
 
 
 @dataclass(frozen=True)
@@ -85,9 +91,23 @@ class SamplingPlan:
 
 
 class Pipeline:
-    def __init__(self, root: Path, manifest: Manifest, backend: Backend, tokenizer: PromptTokenizer) -> None:
+    def __init__(
+        self,
+        root: Path,
+        manifest: Manifest,
+        backend: Backend,
+        tokenizer: PromptTokenizer,
+        adapters: Path | None = None,
+        allow_adapter_paths: bool = True,
+    ) -> None:
+        """``adapters``: a folder of LoRA adapters a request may name (``NAME`` = ``NAME.safetensors``);
+        ``allow_adapter_paths``: whether a request may also name an adapter file (a server should not)."""
         self.root, self.manifest, self.backend, self.tokenizer = root, manifest, backend, tokenizer
         self.engine_set_id = file_digest(root / MANIFEST_FILE)
+        self.lora: LoraLibrary | None = None
+        if manifest.model.lora is not None:
+            dtype = manifest.engine_for(Component.DIT_COND).input(manifest.model.lora.input_names[0]).dtype
+            self.lora = LoraLibrary(manifest.model.lora, dtype, str(root), adapters, allow_adapter_paths)
         model = manifest.model
         rope = model.rope
         self._inv_freq = np.asarray([] if rope is None else rope.inv_freq, dtype=np.float32)
@@ -107,10 +127,12 @@ class Pipeline:
         backend: str | None = None,
         env: RuntimeEnv | None = None,
         allow_other_gpu: bool = False,
+        adapters: Path | None = None,
+        allow_adapter_paths: bool = True,
     ) -> Pipeline:
         """Open an engine set; the backend follows the manifest's flavor unless ``backend`` overrides it.
         ``allow_other_gpu`` runs datacenter TensorRT plans built on another GPU model of the same compute
-        capability (refused by default)."""
+        capability (refused by default). ``adapters``, ``allow_adapter_paths``: see ``__init__``."""
         from ideogram_trt.runtime.backends import choose_backend
 
         root = Path(path)
@@ -119,8 +141,20 @@ class Pipeline:
         require_runnable(root, manifest, env or RuntimeEnv.detect(), allow_other_gpu=allow_other_gpu)
         if not manifest.tokenizer or not manifest.has(Component.TEXT_ENCODER):
             raise InputError(f"{root}: this engine set has no text encoder; rebuild it with all four components")
+        if adapters is not None and manifest.model.lora is None:
+            raise InputError(f"{root}: {NO_LORA}")
         runner = chosen.factory(root, manifest)
-        return cls(root, manifest, runner, PromptTokenizer.from_dir(root / manifest.tokenizer))
+        tokenizer = PromptTokenizer.from_dir(root / manifest.tokenizer)
+        return cls(root, manifest, runner, tokenizer, adapters, allow_adapter_paths)
+
+    def lora_feeds(self, loras: Sequence[Choice]) -> LoraFeeds | None:
+        """The side-path inputs for ``loras`` ((adapter, weight) pairs), every adapter checked against the
+        engines; None for a set without the side path (which then refuses any adapter)."""
+        if self.lora is None:
+            if loras:
+                raise InputError(f"{self.root}: {NO_LORA}")
+            return None
+        return self.lora.feeds(loras)
 
     # --- request resolution ---------------------------------------------------------------------------------
 
@@ -231,9 +265,11 @@ class Pipeline:
         latents: np.ndarray | None = None,
         snap: bool = False,
         on_step: Callable[[int, int, float], None] | None = None,
+        loras: Sequence[Choice] = (),
     ) -> GenerationResult:
         """Generate ``num_images`` per prompt. ``latents`` [count, N, C] replaces the seeded noise (to hand two
-        implementations the same start). ``on_step(prompt_index, step, seconds)`` reports progress."""
+        implementations the same start). ``on_step(prompt_index, step, seconds)`` reports progress. ``loras``:
+        LoRA adapters, (name or file, weight) each, on a LoRA-ready engine set (docs/LORA.md §3)."""
         start = time.perf_counter()
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if not prompts:
@@ -252,6 +288,7 @@ class Pipeline:
                 raise InputError(f"latents must be {(count, size.tokens, self._channels)}, got {noise.shape}")
             if not np.isfinite(noise).all():
                 raise InputError("latents hold NaN or Inf: give finite starting noise")
+        side = self.lora_feeds(loras)  # every adapter read and checked before any engine runs
         timings = Timings()
 
         batch = self.tokenizer.batch(prompts, max_tokens=self.manifest.max_text_tokens)
@@ -279,6 +316,7 @@ class Pipeline:
                     rope_uncond=uncond_tables,
                     bucket=size,
                     schedule=plan.schedule,
+                    lora=side,
                 )
 
                 def report(step: int, seconds: float, _index: int = index) -> None:
@@ -303,6 +341,7 @@ class Pipeline:
             schedule=plan.schedule,
             timings=timings,
             engine_set=self.engine_set_id,
+            loras=[] if side is None else [(n, k, w) for n, (k, w) in zip(side.names, side.key, strict=True)],
         )
 
 

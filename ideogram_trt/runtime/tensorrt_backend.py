@@ -37,7 +37,10 @@ from ideogram_trt.runtime.cuda import Cuda, CudaError, CudaRuntime
 if TYPE_CHECKING:
     import tensorrt as trt
 
+    from ideogram_trt.runtime.lora import LoraFeeds
+
 GRAPHS_PER_ENGINE = 32  # captured CUDA graphs kept per engine (one per text length in use)
+LORA_COMBINATIONS_ON_DEVICE = 4  # adapter combinations kept on the device (docs/LORA.md §3)
 ITEM_SIZES = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4, "int64": 8}
 
 
@@ -111,11 +114,41 @@ class TensorRTBackend:
                 self._bind(name, engine, spec)
         self._staging: dict[str, np.ndarray] = {}
         self._events: list[Any] = []  # reused by every request (created on first need, never per call)
+        # LoRA (docs/LORA.md §3): recent adapter combinations stay on the device; switching to one is a device-side
+        # copy into the conditional DiT's factor inputs, and a new one is uploaded once.
+        self._lora_on_device: OrderedDict[tuple[Any, ...], dict[str, _Binding]] = OrderedDict()
+        self._lora_bound: tuple[Any, ...] | None = None  # the combination in the engines' factor buffers
 
     def device_bytes(self) -> int:
-        """Device memory this backend holds: its bound buffers and the shared scratch pool (plans' weights are
-        held by TensorRT on top of this)."""
-        return self.scratch_bytes + sum(binding.nbytes for binding in self.buffers.values())
+        """Device memory this backend holds: its bound buffers, the shared scratch pool and cached LoRA factors
+        (plans' weights are held by TensorRT on top of this)."""
+        cached = sum(b.nbytes for copies in self._lora_on_device.values() for b in copies.values())
+        return self.scratch_bytes + cached + sum(binding.nbytes for binding in self.buffers.values())
+
+    def _use_lora(self, engine: str, feeds: LoraFeeds) -> None:
+        """Put ``feeds`` in ``engine``'s factor inputs: nothing to do when they are there already, a device copy
+        when they are cached, else one upload into the cache first (the oldest combination is freed)."""
+        if self._lora_bound == feeds.key:
+            return
+        copies = self._lora_on_device.get(feeds.key)
+        if copies is None:
+            copies = {}
+            for name, array in feeds.arrays.items():
+                binding = _Binding(name, self.cuda.malloc(max(array.nbytes, 1)), array.nbytes, str(array.dtype))
+                self.cuda.upload(binding.pointer, self._stage(f"lora:{name}", array), self.stream)
+                copies[name] = binding
+            self._lora_on_device[feeds.key] = copies
+            while len(self._lora_on_device) > LORA_COMBINATIONS_ON_DEVICE:
+                for old in self._lora_on_device.popitem(last=False)[1].values():
+                    self.cuda.free(old.pointer)
+        else:
+            self._lora_on_device.move_to_end(feeds.key)
+        for name, cached in copies.items():
+            target = self.buffers[self._buffer_name(engine, name)]
+            if cached.nbytes > target.nbytes:
+                raise CudaError(f"{name}: {cached.nbytes} bytes exceed the engine's largest rank ({target.nbytes})")
+            self.cuda.copy(target.pointer, cached.pointer, cached.nbytes, self.stream)
+        self._lora_bound = feeds.key
 
     # --- buffers ------------------------------------------------------------------------------------------------
 
@@ -228,6 +261,7 @@ class TensorRTBackend:
         sizes = Sizes.bind([(spec.shape, feeds[spec.name].shape) for spec in engine.entry.inputs])
         for spec in engine.entry.inputs:
             self._upload(self._buffer_name(name, spec.name), feeds[spec.name])
+        self._lora_bound = None  # a direct call may have written the factor inputs
         self._launch(name, engine.shapes(sizes), profile)
         outputs = {
             spec.name: self._host_output(self._buffer_name(name, spec.name), sizes.resolve(spec.shape), spec.dtype)
@@ -260,6 +294,8 @@ class TensorRTBackend:
 
         self._upload(io.LATENTS, inputs.latents)
         self._upload(io.TEXT_HIDDEN, inputs.text_hidden)
+        if inputs.lora is not None:
+            self._use_lora(cond, inputs.lora)
         self._upload(io.ROPE_COS, inputs.rope_cond[0])
         self._upload(io.ROPE_SIN, inputs.rope_cond[1])
         if has_uncond:
@@ -268,7 +304,8 @@ class TensorRTBackend:
         # Every step's scalars, staged once in page-locked memory.
         timesteps = np.repeat(schedule.t[:, None], batch, axis=1).astype(np.float32)
         latent_shape = (batch, tokens, channels)
-        sizes = Sizes(batch=batch, text=text, grid=inputs.bucket.grid)
+        rank = None if inputs.lora is None else inputs.lora.rank
+        sizes = Sizes(batch=batch, text=text, grid=inputs.bucket.grid, lora_rank=rank)
         cond_shapes = self.engines[cond].shapes(sizes)
         uncond_shapes = self.engines[uncond].shapes(sizes) if has_uncond else {}
         sampler_shapes = self.engines[sampler].shapes(sizes)

@@ -28,6 +28,7 @@ from ideogram_trt.triton.schema import (
     HEIGHT,
     IMAGE,
     INPUTS,
+    LORA,
     NUM_IMAGES,
     PNG,
     PRESET,
@@ -100,6 +101,12 @@ def _text(
         ) from None
 
 
+def _choices(text: str | None) -> list[tuple[str | Path, float]]:
+    from ideogram_trt.core.lora import parse_choices
+
+    return [] if not text else list(parse_choices(text))
+
+
 @dataclass(frozen=True)
 class _Parsed:
     request: ImageRequest  # every input, defaults filled in
@@ -122,8 +129,12 @@ class TritonPythonModel:
             import os
 
             os.environ.setdefault("CUDA_VISIBLE_DEVICES", str(args["model_instance_device_id"]))
+        adapters = parameters.get("adapters")  # LoRA adapters a request may name (never a path a request sends)
+        folder = None if not adapters else Path(args["model_repository"]) / adapters
         try:
-            self.pipe = Pipeline.from_engines(engines, backend=parameters.get("backend") or None)
+            self.pipe = Pipeline.from_engines(
+                engines, backend=parameters.get("backend") or None, adapters=folder, allow_adapter_paths=False
+            )
         except IdeogramTrtError as exc:
             # Triton reports this as the model's load error: the engine set cannot run here, and why.
             raise RuntimeError(f"{config['name']}: {exc}") from None
@@ -149,7 +160,9 @@ class TritonPythonModel:
         preset = _text(request, PRESET, self.defaults.get(PRESET.name, PRESET.default))
         bucket = self.pipe.resolve_bucket(height, width)  # refuses a size that is no bucket of this engine set
         plan = self.pipe.sampling_plan(bucket, preset)  # refuses an unknown preset
-        parsed = ImageRequest(prompt, height, width, preset, seed, num_images)
+        lora = _text(request, LORA, None)
+        self.pipe.lora_feeds(_choices(lora))  # refuses an unknown adapter, or too much rank, before any engine runs
+        parsed = ImageRequest(prompt, height, width, preset, seed, num_images, lora)
         return _Parsed(parsed, self.pipe.step_reports(plan, 1, num_images))
 
     def _check_prompt_size(self, size: int) -> None:
@@ -167,12 +180,15 @@ class TritonPythonModel:
             on_step=on_step,
             height=request.height,
             width=request.width,
+            loras=_choices(request.lora),
         )
         # What `ideogram-trt generate` records, so a served PNG and a generated one carry the same fields.
         parameters = schedule_parameters(result.schedule)
         pngs = []
         for image, prompt, seed in zip(result.images, result.prompts, result.seeds, strict=True):
-            metadata = png_metadata(prompt, seed, result.preset, result.bucket.name, result.engine_set, parameters)
+            metadata = png_metadata(
+                prompt, seed, result.preset, result.bucket.name, result.engine_set, parameters, result.loras
+            )
             pngs.append(png_bytes(image, metadata))
         return result, pngs
 

@@ -28,6 +28,7 @@ from ideogram_trt.triton.schema import INPUTS, PRESET, InputSpec, OutputSpec, Re
 
 MODEL_VERSION = "1"
 ENGINES_IN_REPO = "engines"
+ADAPTERS_IN_REPO = "adapters"
 # A model name is a folder name in the repository, never a path: letters, digits, '_', '.', '-', not starting with
 # '.' (hidden names are our temporaries), at most 128 characters.
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
@@ -73,6 +74,7 @@ class RepoRequest:
     decoupled: bool = False
     copy: bool = False
     preset: str | None = None
+    adapters: Path | None = None  # LoRA adapters (*.safetensors) copied into <model>/adapters, named per request
 
 
 def _input(spec: InputSpec[Any]) -> mc.ModelInput:
@@ -105,6 +107,8 @@ def model_config(request: RepoRequest, manifest: Manifest, engine_path: str) -> 
         "defaults": json.dumps({PRESET.name: request.preset} if request.preset else {}),
         "max_images": str(request.max_images or manifest.max_batch),
     }
+    if request.adapters is not None:
+        parameters["adapters"] = ADAPTERS_IN_REPO  # relative to the model's folder
     for key, value in parameters.items():
         config.parameters[key].string_value = value
     return config
@@ -184,8 +188,28 @@ def _commit_model(request: RepoRequest, manifest: Manifest, model_dir: Path) -> 
             engine_path = ENGINES_IN_REPO
         else:
             engine_path = str(request.engines.resolve())
+        if request.adapters is not None:
+            _copy_adapters(request.adapters, manifest, staging / ADAPTERS_IN_REPO)
         config = model_config(request, manifest, engine_path)
         atomic_write(staging / "config.pbtxt", text_format.MessageToString(config))
+
+
+def _copy_adapters(source: Path, manifest: Manifest, destination: Path) -> None:
+    """Every ``*.safetensors`` of ``source``, each checked against the engine set's LoRA-ready DiT first."""
+    from ideogram_trt.core.lora import read_adapter
+
+    if manifest.model.lora is None:
+        raise InputError(
+            f"--adapters {source}: the engine set has no LoRA side path; build it with `build-engines --lora-rank R`"
+        )
+    if not source.is_dir():
+        raise InputError(f"--adapters {source}: not a folder; give a folder of .safetensors adapters")
+    files = sorted(p for p in source.iterdir() if p.name.endswith(".safetensors"))
+    if not files:
+        raise InputError(f"--adapters {source}: holds no .safetensors adapters")
+    for path in files:
+        read_adapter(path, manifest.model.lora.shape)  # a bad file is refused now, naming the file and tensor
+    copy_tree(source, destination, skip=lambda rel: not rel.name.endswith(".safetensors") or len(rel.parts) > 1)
 
 
 def _write_readme(request: RepoRequest, manifest: Manifest) -> None:

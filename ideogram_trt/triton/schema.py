@@ -98,7 +98,11 @@ NUM_IMAGES: InputSpec[int] = InputSpec(
     name="num_images", datatype=DataType.INT32, dims=(1,), optional=True, default=1,
     meaning="images to generate, at most the model's max_images parameter",
 )  # fmt: skip
-INPUTS: tuple[InputSpec[Any], ...] = (PROMPT, HEIGHT, WIDTH, PRESET, SEED, NUM_IMAGES)
+LORA: InputSpec[str | None] = InputSpec(
+    name="lora", datatype=DataType.BYTES, dims=(1,), optional=True, default=None,
+    meaning="LoRA adapters of the model's adapters folder, by name: NAME[:WEIGHT] comma-separated (LoRA-ready sets)",
+)  # fmt: skip
+INPUTS: tuple[InputSpec[Any], ...] = (PROMPT, HEIGHT, WIDTH, PRESET, SEED, NUM_IMAGES, LORA)
 
 IMAGE = OutputSpec(
     name="image", datatype=DataType.UINT8, dims=(-1, -1, -1, 3), labels=("n", "H", "W"), response=Response.IMAGES,
@@ -139,3 +143,4 @@ class ImageRequest:
     preset: str | None = PRESET.default
     seed: int = SEED.default
     num_images: int = NUM_IMAGES.default
+    lora: str | None = LORA.default

@@ -1,0 +1,112 @@
+"""The adapters a pipeline serves (docs/LORA.md §3): read once, checked against the engine set's LoRA-ready DiT,
+and kept in two bounded caches — parsed adapters, and the stacked engine inputs of recent combinations — so a
+request that repeats a choice costs no file read and no host work. (A GPU backend keeps its own device copies
+of recent combinations; see ``TensorRTBackend``.)
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+
+from ideogram_trt.core.errors import InputError
+from ideogram_trt.core.lora import Adapter, LoraSlots, adapter_name, check_fits, check_weight, read_adapter, stack
+
+ADAPTER_SUFFIX = ".safetensors"
+CACHED_ADAPTERS = 16
+CACHED_COMBINATIONS = 4
+# The engines' input dtypes (manifest names) → numpy; bfloat16 from ml_dtypes.
+FACTOR_DTYPES: dict[str, type] = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
+
+Choice = tuple[str | Path, float]
+
+
+@dataclass(frozen=True)
+class LoraFeeds:
+    """The LoRA inputs of one request: ``key`` names the combination (adapter sha256s and weights, in order),
+    ``arrays`` are the engine inputs by name, in the engines' dtype, at rank ``rank``."""
+
+    key: tuple[tuple[str, float], ...]
+    rank: int
+    arrays: Mapping[str, np.ndarray]
+    names: tuple[str, ...] = ()  # the adapters, for reports
+
+
+class LoraLibrary:
+    """Adapters for one engine set. ``folder``: adapters requested by name (``NAME`` is ``folder/NAME.safetensors``);
+    ``allow_paths``: whether a request may also name a file (the CLI and Python API may; a server may not)."""
+
+    def __init__(
+        self, slots: LoraSlots, dtype: str, where: str, folder: Path | None = None, allow_paths: bool = True
+    ) -> None:
+        if dtype not in FACTOR_DTYPES:
+            raise InputError(f"{where}: LoRA inputs of dtype {dtype} are not supported; rebuild the engine set")
+        self.slots, self.where, self.folder, self.allow_paths = slots, where, folder, allow_paths
+        self.dtype = np.dtype(FACTOR_DTYPES[dtype])
+        self._adapters: OrderedDict[tuple[str, int, int], Adapter] = OrderedDict()
+        self._feeds: OrderedDict[tuple[tuple[str, float], ...], LoraFeeds] = OrderedDict()
+
+    def names(self) -> list[str]:
+        """The adapters in ``folder``, by name."""
+        if self.folder is None or not self.folder.is_dir():
+            return []
+        return sorted(adapter_name(p) for p in self.folder.iterdir() if p.name.endswith(ADAPTER_SUFFIX) and p.is_file())
+
+    def resolve(self, spec: str | Path) -> Path:
+        """A name in ``folder``, or (where allowed) a path to a .safetensors file."""
+        text = str(spec)
+        if self.folder is not None and "/" not in text and not text.endswith(ADAPTER_SUFFIX):
+            path = self.folder / f"{text}{ADAPTER_SUFFIX}"
+            if path.is_file():
+                return path
+            known = ", ".join(self.names()) or "none"
+            raise InputError(
+                f"unknown LoRA adapter {text!r}: {self.folder} has {known} (add {text}{ADAPTER_SUFFIX} there)"
+            )
+        if not self.allow_paths:
+            known = ", ".join(self.names()) or "none"
+            raise InputError(f"LoRA adapter {text!r}: name one of this server's adapters ({known}), not a file")
+        path = Path(text)
+        if not path.is_file():
+            raise InputError(f"LoRA adapter {text}: no such file (give a .safetensors adapter file)")
+        return path
+
+    def adapter(self, spec: str | Path) -> Adapter:
+        """The parsed adapter, from the cache while its file is unchanged (same size and modification time)."""
+        path = self.resolve(spec)
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        cached = self._adapters.get(key)
+        if cached is None:
+            cached = read_adapter(path, self.slots.shape)
+            self._adapters[key] = cached
+            while len(self._adapters) > CACHED_ADAPTERS:
+                self._adapters.popitem(last=False)
+        else:
+            self._adapters.move_to_end(key)
+        return cached
+
+    def feeds(self, choices: Sequence[Choice]) -> LoraFeeds:
+        """The engine inputs for ``choices`` ((adapter, weight) pairs; none: the zero side path). Every adapter is
+        read and checked, and the total rank against the engines', before anything runs."""
+        adapters = [(self.adapter(spec), check_weight(weight, str(spec))) for spec, weight in choices]
+        rank = check_fits([a for a, _ in adapters], self.slots, self.where) if adapters else 0
+        key = tuple((a.sha256, w) for a, w in adapters)
+        cached = self._feeds.get(key)
+        if cached is None:
+            arrays = stack(adapters, self.slots, self.dtype)
+            for array in arrays.values():
+                array.flags.writeable = False  # shared by every request that makes this choice
+            names = tuple(a.name for a, _ in adapters)
+            cached = LoraFeeds(key, max(1, rank), arrays, names)
+            self._feeds[key] = cached
+            while len(self._feeds) > CACHED_COMBINATIONS:
+                self._feeds.popitem(last=False)
+        else:
+            self._feeds.move_to_end(key)
+        return cached
