@@ -88,7 +88,7 @@ OPSET = option(
 EXTERNAL_DATA = option("--external-data", default=DEFAULT_EXTERNAL_DATA, help="auto (above 1.8 GB) | always | never")
 DTYPE = option("--dtype", default="bf16", help="graph compute dtype: bf16 (TensorRT) | fp16 | fp32 (ORT)")
 LORA_RANK = option(
-    "--lora-rank", type=int, metavar="R",
+    "--lora-rank", type=int, default=None, metavar="R",
     help="LoRA-ready conditional DiT: adapters of total rank up to R as engine inputs, switched per request",
 )  # fmt: skip
 # What shapes an export, in `export --help` order: `export` takes these, and `build-engines --model` passes them

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import FAKE_GPU_LORA_RANK
 from reference_checkpoint import convert_reference
 
 from ideogram_trt.cli import main
@@ -36,10 +36,15 @@ class SharedBuilds:
         out = self.root / name
         with (self.root / f"{name}.lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-            done = self.root / f"{name}.done"
+            done, failed = self.root / f"{name}.done", self.root / f"{name}.failed"
+            if failed.exists():  # one attempt per run: every later test that needs it fails at once
+                pytest.fail(f"the shared build {name!r} failed earlier in this run (see its first error)")
             if not done.exists():
-                shutil.rmtree(out, ignore_errors=True)  # a failed earlier attempt
-                build(out)
+                try:
+                    build(out)
+                except BaseException:
+                    failed.touch()
+                    raise
                 done.touch()
         return out
 
@@ -127,15 +132,29 @@ def calibration_file(tiny_dir: Path, shared: SharedBuilds) -> Path:
 def fake_gpu_sets(tiny_dir: Path, calibration_file: Path, shared: SharedBuilds) -> tuple[Path, Path]:
     """The fp8 TensorRT-RTX engine set the fake-GPU tests run (fp32 graphs: the fake runs a plan's ONNX graph in
     ONNX Runtime), and the ONNX Runtime set built from the same export, the fake's oracle. Real builds; shared by
-    test_tensorrt_backend.py and test_verify.py (tests must not change them)."""
+    test_tensorrt_backend.py and test_verify.py (tests must not change them). LoRA-ready (rank up to
+    FAKE_GPU_LORA_RANK): without an adapter its side path adds exactly zero."""
 
     def build(root: Path) -> None:
-        common = ["--recipe", "fp8", "--dtype", "fp32", "--buckets", "256x256,256x384", "--max-batch", "2"]
+        common = ["--recipe", "fp8", "--dtype", "fp32", "--buckets", "256x256,256x384", "--max-batch", "2",
+                  "--lora-rank", str(FAKE_GPU_LORA_RANK)]  # fmt: skip
         _ok(main(["build-engines", "--model", str(tiny_dir), "--out", str(root / "rtx"), "--flavor", "tensorrt-rtx",
                   "--compute-capability", "8.9", "--max-text-tokens", "64", "--calibration", str(calibration_file),
                   *common]))  # fmt: skip
-        _ok(main(["build-engines", "--onnx", str(root / "rtx" / "onnx"), "--out", str(root / "ort"),
-                  "--flavor", "onnxruntime", *common]))  # fmt: skip
+        _ok(
+            main(
+                [
+                    "build-engines",
+                    "--onnx",
+                    str(root / "rtx" / "onnx"),
+                    "--out",
+                    str(root / "ort"),
+                    "--flavor",
+                    "onnxruntime",
+                    *common[:-2],
+                ]
+            )
+        )  # fmt: skip (--lora-rank: the export's)
 
     root = shared.get("fake-gpu-sets", build)
     return root / "rtx", root / "ort"

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+FAKE_GPU_LORA_RANK = 8  # conftest's fake_gpu_sets are LoRA-ready up to this rank
+
 
 def relative_error(actual: torch.Tensor | np.ndarray, expected: torch.Tensor | np.ndarray) -> float:
     """‖actual − expected‖ / ‖expected‖ in float64."""

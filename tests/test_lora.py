@@ -195,3 +195,119 @@ class TestLoraOnOnnxRuntime:
         assert result.returncode == 2 and len(lines) == 1, result.stderr
         assert str(bad) in lines[0] and "lora_A.weight" in lines[0] and "another model" in lines[0]
         assert not out.exists()
+
+
+# --- merge-lora -------------------------------------------------------------------------------------------------
+
+
+def expected_deltas(path: Path, weight: float) -> dict[str, torch.Tensor]:
+    """The update of every native ``layers.N.<linear>.weight`` from one adapter file, computed from the file
+    alone (float64): diffusers' q/k/v stacked into the fused qkv rows, kohya's alpha / rank applied."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        raw = {k: handle.get_tensor(k).double() for k in handle.keys()}  # noqa: SIM118
+        meta = handle.metadata() or {}
+    peft = json.loads(meta["lora_adapter_metadata"]) if "lora_adapter_metadata" in meta else None
+    scale = 1.0 if peft is None else peft["transformer.lora_alpha"] / peft["transformer.r"]
+    deltas: dict[str, torch.Tensor] = {}
+    for key in raw:
+        if not key.endswith((".lora_A.weight", ".lora_down.weight")):
+            continue
+        kohya = key.endswith(".lora_down.weight")
+        stem = key.removesuffix(".lora_down.weight" if kohya else ".lora_A.weight")
+        up = raw[stem + (".lora_up.weight" if kohya else ".lora_B.weight")]
+        down = raw[key]
+        s = float(raw[stem + ".alpha"]) / down.shape[0] if kohya else scale
+        native = stem.split(".", 1)[1]  # without transformer. / diffusion_model.
+        delta = weight * s * (up @ down)
+        for part, index in (("to_q", 0), ("to_k", 1), ("to_v", 2)):
+            if native.endswith(f"attention.{part}"):
+                native = native.replace(f"attention.{part}", "attention.qkv")
+                d = delta.shape[0]
+                full = torch.zeros(3 * d, delta.shape[1], dtype=torch.float64)
+                full[index * d : (index + 1) * d] = delta
+                delta = full
+        native = native.replace("attention.to_out.0", "attention.o")
+        deltas[native + ".weight"] = deltas.get(native + ".weight", 0) + delta
+    return deltas
+
+
+def test_merge_lora_requantizes_per_row_as_documented(
+    tiny_dir: Path, adapters: dict[str, Path], diffusers_dir: Path, tmp_path: Path
+) -> None:
+    """docs/LORA.md §4's recipe recomputed here from the files alone; then the merged checkpoint's images against
+    diffusers with the adapters loaded by peft (same noise), within the fp8 bound of test_runtime.py."""
+    from diffusers import Ideogram4Pipeline
+    from reference_checkpoint import convert_reference
+    from safetensors.torch import load_file
+
+    out = tmp_path / "merged"
+    chosen = [("one", 0.7), ("kohya", 1.0)]
+    argv = ["merge-lora", "--model", str(tiny_dir), "--out", str(out)]
+    assert main([*argv, *(a for n, w in chosen for a in ("--lora", f"{adapters[n]}:{w}"))]) == 0
+
+    weights = "transformer/diffusion_pytorch_model.safetensors"
+    before, after = load_file(str(tiny_dir / weights)), load_file(str(out / weights))
+    deltas: dict[str, torch.Tensor] = {}
+    for name, weight in chosen:
+        for key, delta in expected_deltas(adapters[name], weight).items():
+            deltas[key] = deltas.get(key, 0) + delta
+    assert set(after) == set(before)
+    for key in before:
+        base = key.removesuffix("_scale")
+        if base not in deltas:
+            assert torch.equal(after[key], before[key]), key  # untouched tensors, byte for byte
+            continue
+        if key.endswith("_scale"):
+            continue
+        w = before[base].to(torch.bfloat16) * before[base + "_scale"].to(torch.bfloat16)[:, None]
+        merged = (w.double() + deltas[base]).float()
+        scale = merged.abs().amax(dim=1) / 448.0
+        codes = (merged / scale[:, None]).clamp(-448, 448).to(torch.float8_e4m3fn)
+        torch.testing.assert_close(after[base + "_scale"], scale, rtol=1e-6, atol=0)
+        same = (after[base].view(torch.uint8) == codes.view(torch.uint8)).double().mean().item()
+        assert same >= 0.999, f"{key}: {same:.4%} of the E4M3 codes as the documented rounding gives"
+    for relative in ("text_encoder/model.safetensors", "vae/diffusion_pytorch_model.safetensors", "model_index.json"):
+        assert (out / relative).read_bytes() == (tiny_dir / relative).read_bytes(), relative
+    record = json.loads((out / "lora_merge.json").read_text())
+    assert [(a["name"], a["weight"]) for a in record["adapters"]] == chosen
+
+    def images(pipe) -> tuple[np.ndarray, list]:  # type: ignore[no-untyped-def]
+        pipe.set_progress_bar_config(disable=True)
+        noise = torch.from_numpy(documented_noise(5, len(PROMPTS), 256))
+        common = {"height": 256, "width": 256, "num_inference_steps": STEPS, "guidance_schedule": [GUIDANCE] * STEPS,
+                  "mu": MU, "std": STD, "max_sequence_length": 128, "latents": noise}  # fmt: skip
+        with torch.no_grad():
+            latents = pipe(PROMPTS, output_type="latent", **common).images.numpy()
+            pictures = [np.asarray(i) for i in pipe(PROMPTS, output_type="pil", **common).images]
+        return latents, pictures
+
+    reference = Ideogram4Pipeline.from_pretrained(diffusers_dir, torch_dtype=torch.float32)
+    for name, _ in chosen:
+        reference.load_lora_weights(str(adapters[name]), adapter_name=name)
+    reference.set_adapters([n for n, _ in chosen], adapter_weights=[w for _, w in chosen])
+    want_latents, want_images = images(reference)
+    merged_pipe = Ideogram4Pipeline.from_pretrained(convert_reference(out, tmp_path / "merged-diffusers"),
+                                                    torch_dtype=torch.float32)  # fmt: skip
+    got_latents, got_images = images(merged_pipe)
+    error = float(np.linalg.norm(got_latents - want_latents) / np.linalg.norm(want_latents))
+    quality = min(psnr(a, b) for a, b in zip(got_images, want_images, strict=True))
+    assert 0 < error <= FP8_LATENT_BOUND and quality >= FP8_PSNR_BOUND, (error, quality)
+
+
+def test_merge_lora_refusals_are_one_line(tiny_dir: Path, adapters: dict[str, Path], tmp_path: Path, capsys) -> None:
+    from helpers import assert_one_line_error
+
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x80\x04not really")
+    cases = [
+        (["--lora", str(bad)], "a .pt file is a pickle"),
+        (["--lora", f"{adapters['one']}:nan"], "give a finite number"),
+        (["--lora", str(adapters["one"]), "--out", str(tiny_dir / "inside")], "inside the checkpoint being merged"),
+    ]
+    for extra, needle in cases:
+        out = ["--out", str(tmp_path / "merged")] if "--out" not in extra else []
+        code = main(["merge-lora", "--model", str(tiny_dir), *out, *extra])
+        assert_one_line_error(code, capsys.readouterr().err, needle)
+        assert not (tmp_path / "merged").exists() and not (tiny_dir / "inside").exists()

@@ -136,10 +136,11 @@ def test_stack_concatenates_ranks_with_weights(tmp_path: Path) -> None:
     one, two = read_adapter(tmp_path / "one.safetensors", SHAPE), read_adapter(tmp_path / "two.safetensors", SHAPE)
     slots = LoraSlots(8, SHAPE)
     feeds = stack([(one, 0.7), (two, -0.4)], slots)
-    assert feeds[LoraTarget.QKV.down_input].shape == (2, one.rank + two.rank, SHAPE.hidden)
+    assert feeds[LoraTarget.QKV.down_input].shape == (2, SHAPE.hidden, one.rank + two.rank)  # Aᵀ, as the GEMM reads it
     for layer in (0, 1):
         for target in ALL_TARGETS:
-            got = feeds[target.up_input][layer].astype(np.float64) @ feeds[target.down_input][layer].astype(np.float64)
+            a_t, b_t = (feeds[n][layer].astype(np.float64) for n in (target.down_input, target.up_input))
+            got = (a_t @ b_t).T  # B·A = (Aᵀ·Bᵀ)ᵀ
             expected = np.zeros_like(got)
             for adapter, weight in ((one, 0.7), (two, -0.4)):
                 for u in adapter.updates:
@@ -147,7 +148,7 @@ def test_stack_concatenates_ranks_with_weights(tmp_path: Path) -> None:
                         expected += weight * u.delta()
             np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6, err_msg=f"{layer} {target}")
     empty = stack([], slots)
-    assert all(a.shape[1 if n.endswith("_a") else 2] == 1 and not a.any() for n, a in empty.items())
+    assert all(a.shape[2 if n.endswith("_a") else 1] == 1 and not a.any() for n, a in empty.items())
 
 
 def test_total_rank_above_the_engines_is_refused(tmp_path: Path) -> None:

@@ -108,6 +108,37 @@ class TestTensorRTBackendOnAFakeGpu:
         assert np.array_equal(ours.latents, theirs.latents)
         assert len(ours.step_seconds) == 6
 
+    def test_lora_adapters_are_uploads_not_rebuilds(
+        self, engine_sets: tuple[Path, Path], tiny_dir: Path, tmp_path: Path
+    ) -> None:
+        """An adapter is input data (docs/LORA.md §3): with adapters, the fake GPU's images equal ONNX Runtime's
+        on the same graphs, bit for bit; a new combination is uploaded once into the device cache (its factors
+        allocated), a cached one returns by a device copy (nothing allocated), no adapter writes zeros into the
+        engine's inputs; no plan changes."""
+        import json
+
+        from test_lora import KOHYA_MODULES, write_adapter
+
+        rtx, ort = engine_sets
+        config = json.loads((tiny_dir / "transformer" / "config.json").read_text())
+        layers = list(range(config["num_layers"]))
+        a = write_adapter(tmp_path / "a.safetensors", config, layers, KOHYA_MODULES, 2, seed=7, kohya_alpha=2.0)
+        b = write_adapter(tmp_path / "b.safetensors", config, layers[:1], KOHYA_MODULES[:2], 3, seed=8, kohya_alpha=1.5)
+        plans = {name: entry.sha256 for name, entry in Manifest.load(rtx).engines.items()}
+        pipe, cuda, _ = fake_tensorrt_pipeline(rtx)
+        reference = Pipeline.from_engines(ort)
+        kwargs = {"bucket": "256x256", "preset": "V4_TURBO_12", "seed": 3, "steps": 2}
+        factors = 12  # A and B for six targets
+        for loras, allocated in (([(a, 1.0)], factors), ([(b, 0.5), (a, 0.7)], factors), ([(a, 1.0)], 0), ([], 0)):
+            before = cuda.counts["malloc"]
+            ours, theirs = pipe(PROMPTS[1], loras=loras, **kwargs), reference(PROMPTS[1], loras=loras, **kwargs)
+            assert np.array_equal(ours.latents, theirs.latents), loras
+            assert np.array_equal(ours.images, theirs.images), loras
+            assert cuda.counts["malloc"] - before == allocated, loras
+        plain = reference(PROMPTS[1], **kwargs)
+        assert not np.array_equal(plain.latents, reference(PROMPTS[1], loras=[(a, 1.0)], **kwargs).latents)
+        assert {name: entry.sha256 for name, entry in Manifest.load(rtx).engines.items()} == plans
+
     def test_buffers_bound_once_graphs_captured_once_one_sync_per_batch(self, engine_sets: tuple[Path, Path]) -> None:
         rtx, _ = engine_sets
         pipe, cuda, _ = fake_tensorrt_pipeline(rtx)

@@ -164,3 +164,36 @@ def test_build_errors_are_reported(tmp_path) -> None:
     bad.write_bytes(b"not onnx")
     with pytest.raises(EngineBuildError, match=r"bad.onnx: TensorRT cannot parse the graph"):
         build_engine(bad, [], TARGET)
+
+
+class TestLoraReadyDiTBuilds:
+    """`build-engines --lora-rank`'s conditional DiT (docs/LORA.md §2), bf16 and fp8, built by TensorRT-RTX with the
+    rank axis 1 … 16 in its profiles; what the side path adds to the plan, read from the builder's layer report."""
+
+    @pytest.mark.parametrize("recipe", ["bf16", "fp8"])
+    def test_builds_with_a_rank_range(self, exports, recipe: str) -> None:
+        from ideogram_trt.core.lora import ALL_TARGETS
+        from ideogram_trt.engines.anatomy import LayerClass, parse_layer_report
+
+        GEMMS = (LayerClass.GEMM, LayerClass.DEQUANT_GEMM)
+
+        folder = exports.get(recipe, "bf16", ("dit_cond",), lora_rank=16)
+        sidecar = ExportSidecar.load(folder, Component.DIT_COND)
+        assert sidecar.lora is not None and sidecar.lora.max_rank == 16
+        ranges = ProfileRanges(batch=RANGES.batch, text=RANGES.text, lora_rank=AxisRange(1, 16, 16))
+        profiles = [profile_for(sidecar.inputs, bucket, ranges) for bucket in BUCKETS]
+        for target in ALL_TARGETS:  # Aᵀ [layers, in, rank] and Bᵀ [layers, rank, out]: the rank axis 1 … 16
+            for name, axis in ((target.down_input, 2), (target.up_input, 1)):
+                shapes = profiles[0][name]
+                assert (shapes.min[axis], shapes.opt[axis], shapes.max[axis]) == (1, 16, 16), name
+        result = build_engine(folder / "dit_cond.onnx", profiles, TARGET, detailed=True)
+        layers = [layer for report in result.layer_reports for layer in parse_layer_report(report, result.version)]
+        blocks = sidecar.lora.shape.layers
+        # The side path's GEMMs are there: the two of every target, in every block (w1's and w3's down-projections
+        # read one input, so TensorRT may run them as one kernel).
+        side = {(name.split("/")[0], name.rsplit("/", 1)[-1]) for layer in layers if layer.kind in GEMMS
+                for name in layer.onnx_layers if name.rsplit("/", 1)[-1] in ("MatMul_1", "MatMul_2")
+                and name.startswith("layers.") and not name.split("/")[0].endswith("attention")}  # fmt: skip
+        assert len(side) == 2 * len(ALL_TARGETS) * blocks, sorted(side)
+        if recipe == "bf16":  # the fused attention kernel survives the side path (fp8: docs/LORA.md §5)
+            assert sum("mha" in layer.name for layer in layers) == blocks * len(profiles)

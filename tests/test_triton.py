@@ -126,15 +126,30 @@ def wait_for_counts(server: Server, model: str, before: tuple, successes: int, f
 class TestTritonServer:
     @pytest.fixture(scope="class")
     def engine_set(self, tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+        """LoRA-ready (rank up to 8): without an adapter, a request is served as by a set without the side path."""
         out = tmp_path_factory.mktemp("engines") / "ort"
         assert main(["build-engines", "--model", str(tiny_dir), "--out", str(out), "--recipe", "fp8-wo",
-                     "--flavor", "onnxruntime", "--buckets", "256x256,256x384", "--max-batch", "2"]) == 0  # fmt: skip
+                     "--flavor", "onnxruntime", "--buckets", "256x256,256x384", "--max-batch", "2",
+                     "--lora-rank", "8"]) == 0  # fmt: skip
         return out
 
     @pytest.fixture(scope="class")
-    def server(self, engine_set: Path, tmp_path_factory: pytest.TempPathFactory):
+    def adapters(self, tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+        """The adapters folder `triton-repo --adapters` copies: kohya-layout ranks 2, 3 and 6."""
+        from test_lora import KOHYA_MODULES, write_adapter
+
+        folder = tmp_path_factory.mktemp("adapters")
+        config = json.loads((tiny_dir / "transformer" / "config.json").read_text())
+        layers = list(range(config["num_layers"]))
+        for name, rank, seed in (("a", 2, 11), ("b", 3, 12), ("big", 6, 13)):
+            write_adapter(folder / f"{name}.safetensors", config, layers, KOHYA_MODULES, rank, seed, kohya_alpha=2.0)
+        return folder
+
+    @pytest.fixture(scope="class")
+    def server(self, engine_set: Path, adapters: Path, tmp_path_factory: pytest.TempPathFactory):
         repo = tmp_path_factory.mktemp("triton") / "repo"
-        assert main(["triton-repo", "--engines", str(engine_set), "--out", str(repo), "--instances", "2"]) == 0
+        assert main(["triton-repo", "--engines", str(engine_set), "--out", str(repo), "--instances", "2",
+                     "--adapters", str(adapters)]) == 0  # fmt: skip
         assert main(["triton-repo", "--engines", str(engine_set), "--out", str(repo),
                      "--model-name", "ideogram4_stream", "--decoupled"]) == 0  # fmt: skip
         assert main(["triton-repo", "--engines", str(engine_set), "--out", str(repo),
@@ -228,6 +243,9 @@ class TestTritonServer:
             ({"height": 1024, "width": 1024}, "1024x1024 is not a bucket of this engine set (nearest: 256x256"),
             ({"preset": "V9_MAGIC"}, "unknown preset 'V9_MAGIC'"),
             ({"num_images": 3}, "num_images 3 is above this model's limit of 2"),
+            ({"lora": "nope"}, "unknown LoRA adapter 'nope'"),
+            ({"lora": "a,b:0.5,big"}, "adapters of total rank 11 (a 2, b 3, big 6"),
+            ({"lora": "/etc/passwd"}, "name one of this server's adapters (a, b, big), not a file"),
         ],
     )
     def test_bad_requests_get_our_message_and_the_server_keeps_serving(self, server, change, message) -> None:
@@ -347,6 +365,24 @@ class TestTritonServer:
         assert_one_line_error(code, err, url, "no answer within --timeout 0.01 s", "raise --timeout")
         assert snapshot(tmp_path) == before
         assert request_images(server.grpc, REQUEST)[0].shape == (1, 256, 384, 3)
+
+    def test_concurrent_requests_with_different_adapters_each_get_their_own_image(
+        self, server, engine_set: Path, adapters: Path
+    ) -> None:
+        """Adapters per request (docs/LORA.md §3): two at once on two instances, each pixel-identical to the
+        Pipeline here with that adapter, and different from each other and from no adapter."""
+        a, b = adapters / "a.safetensors", adapters / "b.safetensors"
+        choices = {"a": [(a, 1.0)], "b:0.5,a:0.25": [(b, 0.5), (a, 0.25)]}
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            futures = {text: pool.submit(request_images, server.grpc, dataclasses.replace(REQUEST, lora=text))
+                       for text in choices}  # fmt: skip
+            served = {text: future.result(timeout=300)[0] for text, future in futures.items()}
+        pipe = Pipeline.from_engines(engine_set)
+        for text, loras in choices.items():
+            local = pipe(REQUEST.prompt, height=256, width=384, preset="V4_INSTANT_8", seed=21, loras=loras)
+            assert np.array_equal(local.images, served[text]), text
+        plain, _ = request_images(server.grpc, REQUEST)
+        assert not np.array_equal(served["a"], served["b:0.5,a:0.25"]) and not np.array_equal(plain, served["a"])
 
     def test_load_16_concurrent_requests_from_4_threads(self, server, engine_set: Path, capsys) -> None:
         # The same run's single-request time: the median of 3 requests one after another (after one warm-up).

@@ -1,8 +1,9 @@
 """LoRA adapters on the conditional DiT (docs/LORA.md): read a file in either common layout, check it against the
 model, normalize it to our module names, and stack adapters into the engine inputs of a LoRA-ready DiT.
 
-A LoRA-ready DiT computes, in each targeted linear of block ``l``, ``y = base(x) + (x · A[l]ᵀ) · B[l]ᵀ`` with
-``A`` [layers, rank, in] and ``B`` [layers, out, rank] engine inputs (docs/LORA.md §2). An adapter is therefore
+A LoRA-ready DiT computes, in each targeted linear of block ``l``, ``y = base(x) + (x · A[l]ᵀ) · B[l]ᵀ``; its
+engine inputs hold the factors transposed, as the two GEMMs read them: ``Aᵀ`` [layers, in, rank] and ``Bᵀ``
+[layers, rank, out] (docs/LORA.md §2). An adapter is therefore
 data: switching it uploads new factors, and the plan and its FP8 weights never change. Several adapters with
 weights are one update of concatenated rank (``B`` columns carry each adapter's scale times its weight); no
 adapter is rank 1 of zeros, which adds exactly zero.
@@ -56,12 +57,12 @@ class LoraTarget(_Name):
 
     @property
     def down_input(self) -> str:
-        """The engine input holding every block's A [layers, rank, in]."""
+        """The engine input holding every block's Aᵀ [layers, in, rank]."""
         return f"lora_{self.slot}_a"
 
     @property
     def up_input(self) -> str:
-        """The engine input holding every block's B [layers, out, rank]."""
+        """The engine input holding every block's Bᵀ [layers, rank, out]."""
         return f"lora_{self.slot}_b"
 
 
@@ -115,8 +116,8 @@ class LoraSlots:
         for target in ALL_TARGETS:
             fan_in, fan_out = self.shape.widths(target)
             layers = str(self.shape.layers)
-            specs.append(TensorSpec(target.down_input, DType.COMPUTE, (layers, LORA_RANK, str(fan_in))))
-            specs.append(TensorSpec(target.up_input, DType.COMPUTE, (layers, str(fan_out), LORA_RANK)))
+            specs.append(TensorSpec(target.down_input, DType.COMPUTE, (layers, str(fan_in), LORA_RANK)))
+            specs.append(TensorSpec(target.up_input, DType.COMPUTE, (layers, LORA_RANK, str(fan_out))))
         return tuple(specs)
 
     @property
@@ -388,13 +389,13 @@ def stack(chosen: Sequence[tuple[Adapter, float]], slots: LoraSlots, dtype: np.d
     feeds: dict[str, np.ndarray] = {}
     for target in ALL_TARGETS:
         fan_in, fan_out = slots.shape.widths(target)
-        feeds[target.down_input] = np.zeros((layers, total, fan_in), dtype=np.float32)
-        feeds[target.up_input] = np.zeros((layers, fan_out, total), dtype=np.float32)
+        feeds[target.down_input] = np.zeros((layers, fan_in, total), dtype=np.float32)
+        feeds[target.up_input] = np.zeros((layers, total, fan_out), dtype=np.float32)
     offset = 0
     for adapter, weight in chosen:
         for u in adapter.updates:
-            feeds[u.target.down_input][u.layer, offset : offset + u.rank] = u.down
-            feeds[u.target.up_input][u.layer, :, offset : offset + u.rank] = u.up * np.float32(weight)
+            feeds[u.target.down_input][u.layer, :, offset : offset + u.rank] = u.down.T
+            feeds[u.target.up_input][u.layer, offset : offset + u.rank] = u.up.T * np.float32(weight)
         offset += adapter.rank
     return {name: array.astype(dtype) for name, array in feeds.items()}
 

@@ -90,7 +90,8 @@ class VaeDecoderGraph(nn.Module):
 
 class LoraDiTGraph(nn.Module):
     """A conditional DiT with the LoRA side path (docs/LORA.md §2): the contract's inputs, then the factors in
-    ``LoraSlots.inputs`` order. The PyTorch form of what the stitched export traces block by block."""
+    ``LoraSlots.inputs`` order (or none: the base DiT). The PyTorch form of what the stitched export traces block
+    by block, and ``verify``'s reference of a LoRA-ready engine."""
 
     def __init__(self, dit: nn.Module, input_names: tuple[str, ...]) -> None:
         super().__init__()
@@ -104,7 +105,8 @@ class LoraDiTGraph(nn.Module):
         named, factors = dict(zip(self.input_names, inputs[:count], strict=True)), inputs[count:]
         h, adaln, cos, sin, key_mask = self.dit.embed(**named)
         for block in self.dit.layers:
-            attach(block, factors)
+            if factors:  # none given: the base DiT
+                attach(block, factors)
             h = block(h, adaln, cos, sin, key_mask)
             detach(block)
         return self.dit.head(h, adaln, named[io.LATENTS].shape[1])

@@ -1,10 +1,11 @@
 """The LoRA side path of a LoRA-ready conditional DiT (docs/LORA.md §2), for export.
 
-Every targeted ``QuantLinear`` of block ``l`` gets ``(A[l], B[l])`` attached for the call and adds
-``(x · A[l]ᵀ) · B[l]ᵀ`` to its output, with ``x`` as it arrives (before any FP8 activation Q/DQ) and the factors in
-the compute dtype: the FP8 base GEMM and its weights are untouched. ``A`` [layers, rank, in] and ``B``
-[layers, out, rank] are engine inputs; each block picks its row with ``index_select`` on its own ``lora_layer``
-buffer, which the stitched export (``export.stitch``) gives every copy of the block template as an initializer.
+Every targeted ``QuantLinear`` of block ``l`` gets ``(Aᵀ[l], Bᵀ[l])`` attached for the call and adds
+``(x · Aᵀ[l]) · Bᵀ[l]`` to its output, with ``x`` as it arrives (before any FP8 activation Q/DQ) and the factors in
+the compute dtype: the FP8 base GEMM and its weights are untouched. ``Aᵀ`` [layers, in, rank] and ``Bᵀ``
+[layers, rank, out] are engine inputs, laid out as the GEMMs read them (no transposes in the plan); each block
+picks its row with ``index_select`` on its own ``lora_layer`` buffer, which the stitched export
+(``export.stitch``) gives every copy of the block template as an initializer.
 """
 
 from __future__ import annotations
@@ -61,6 +62,6 @@ def example_factors(slots: LoraSlots, dtype: torch.dtype, seed: int = 0) -> tupl
     for target in ALL_TARGETS:
         fan_in, fan_out = slots.shape.widths(target)
         layers = slots.shape.layers
-        out.append((0.01 * torch.randn((layers, EXAMPLE_RANK, fan_in), generator=gen)).to(dtype))
-        out.append((0.01 * torch.randn((layers, fan_out, EXAMPLE_RANK), generator=gen)).to(dtype))
+        out.append((0.01 * torch.randn((layers, fan_in, EXAMPLE_RANK), generator=gen)).to(dtype))
+        out.append((0.01 * torch.randn((layers, EXAMPLE_RANK, fan_out), generator=gen)).to(dtype))
     return tuple(out)

@@ -19,7 +19,7 @@ SOFTMAX_SCALE = 1.0 / FP8_MAX  # probabilities lie in [0, 1]: amax 1 (the scale 
 
 class QuantLinear(nn.Module):
     """``y = x' · W'ᵀ + b`` with W' the dequantized E4M3 weight (or a float weight) and x' the activation after
-    per-tensor FP8 Q/DQ (when ``input_scale`` is set); plus ``(x · Aᵀ) · Bᵀ`` while LoRA factors (A, B) are
+    per-tensor FP8 Q/DQ (when ``input_scale`` is set); plus ``(x · Aᵀ) · Bᵀ`` while LoRA factors (Aᵀ, Bᵀ) are
     attached (``export.lora``): on ``x`` as it arrives, in the compute dtype, beside the base GEMM."""
 
     weight_scale: torch.Tensor | None
@@ -49,12 +49,19 @@ class QuantLinear(nn.Module):
         self.register_buffer("input_scale", None if input_scale is None else input_scale.to(dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        side = None if self.lora is None else F.linear(F.linear(x, self.lora[0]), self.lora[1])
+        side = None if self.lora is None else _side_path(x, *self.lora)
         if self.input_scale is not None:
             x = fp8_qdq(x, self.input_scale)
         weight = self.weight if self.weight_scale is None else fp8_dequantize(self.weight, self.weight_scale)
         y = F.linear(x, weight, self.bias)
         return y if side is None else y + side
+
+
+def _side_path(x: torch.Tensor, down_t: torch.Tensor, up_t: torch.Tensor) -> torch.Tensor:
+    """``(x · Aᵀ) · Bᵀ`` over the rows of ``x`` as one 2-D GEMM pair: a 3-D ``x`` against 2-D factors would make
+    TensorRT replicate the factors across the batch before a batched GEMM (a copy kernel per factor)."""
+    rows = x.reshape(-1, x.shape[-1])
+    return torch.matmul(torch.matmul(rows, down_t), up_t).reshape(*x.shape[:-1], up_t.shape[-1])
 
 
 class QuantAttention(Attention):

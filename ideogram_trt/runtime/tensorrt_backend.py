@@ -130,6 +130,11 @@ class TensorRTBackend:
         when they are cached, else one upload into the cache first (the oldest combination is freed)."""
         if self._lora_bound == feeds.key:
             return
+        if not feeds.key:  # no adapter: rank-1 zeros, uploaded straight into the engine's inputs (no cache entry)
+            for name, array in feeds.arrays.items():
+                self._upload(self._buffer_name(engine, name), array)
+            self._lora_bound = feeds.key
+            return
         copies = self._lora_on_device.get(feeds.key)
         if copies is None:
             copies = {}

@@ -19,6 +19,7 @@ from torch import nn
 from ideogram_trt.core import rope
 from ideogram_trt.core.components import Component
 from ideogram_trt.core.contracts import TIMESTEP, DType
+from ideogram_trt.core.lora import LoraSlots
 from ideogram_trt.core.noise import initial_latents
 from ideogram_trt.core.recipes import Recipe
 from ideogram_trt.core.sampling import denoise
@@ -27,6 +28,8 @@ from ideogram_trt.core.sidecar import ExportSettings
 from ideogram_trt.core.tokenization import PromptTokenizer
 from ideogram_trt.export.calibration import Calibration
 from ideogram_trt.export.exporter import build_module
+from ideogram_trt.export.graphs import LoraDiTGraph, contract_of
+from ideogram_trt.export.lora import add_side_path
 from ideogram_trt.export.recipes import quant_plan
 from ideogram_trt.model.checkpoint import Checkpoint
 from ideogram_trt.model.dit import rope_inv_freq
@@ -48,6 +51,7 @@ class Reference:
         device: str,
         dtype: torch.dtype = torch.float32,
         timestep_dtype: torch.dtype | None = None,
+        lora: LoraSlots | None = None,
     ) -> None:
         """``timestep_dtype``: the engines' compute dtype. The DiT casts its timestep to the compute dtype before
         the sinusoid of 1e4·t (docs/MODEL.md §5.2): in bf16 that moves the angles by radians, by design, so the
@@ -55,6 +59,7 @@ class Reference:
         self.checkpoint, self.recipe, self.settings = checkpoint, recipe, settings
         self.calibration, self.device, self.dtype = calibration, torch.device(device), dtype
         self.timestep_dtype = timestep_dtype
+        self.lora = lora  # a LoRA-ready set's side path: the conditional DiTs take its factors too
         # fp32 means fp32: CUDA convolutions default to TF32 (10-bit mantissas), which moved the VAE 50 dB.
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
@@ -82,6 +87,10 @@ class Reference:
                 assert self.calibration is not None, "verify asks for the calibration file before it gets here"
                 amax = self.calibration.amax[graph.spec.serves.value]
             module = build_module(self.checkpoint, graph, self.recipe, self.dtype, plan, amax)
+            if self._lora_of(graph) is not None:
+                dit = next(iter(module.children()))
+                add_side_path(dit)
+                module = LoraDiTGraph(dit, graph.spec.contract.input_names).eval()
             self._held[graph] = module.to(self.device)
         return self._held[graph]
 
@@ -96,11 +105,14 @@ class Reference:
     @torch.no_grad()
     def run(self, graph: Component, feeds: Sequence[np.ndarray]) -> np.ndarray:
         """One call of ``graph``'s module on inputs in its contract's order; float32 on the host."""
-        specs = graph.spec.contract.inputs
+        specs = contract_of(graph, self._lora_of(graph)).inputs
         tensors = [self._input(x, spec.dtype) for x, spec in zip(feeds, specs, strict=True)]
         tensors = [self._rounded(t) if spec.name == TIMESTEP else t for t, spec in zip(tensors, specs, strict=True)]
         out = self.module(graph)(*tensors)
         return np.asarray(out.float().cpu().numpy(), dtype=np.float32)
+
+    def _lora_of(self, graph: Component) -> LoraSlots | None:
+        return self.lora if graph.spec.serves is Component.DIT_COND else None
 
     def _input(self, array: np.ndarray, dtype: DType) -> torch.Tensor:
         """A host array as the module takes it: the compute dtype where the contract says so (the graph's

@@ -36,6 +36,7 @@ from ideogram_trt.core.manifest import EngineEntry, Manifest, RuntimeEnv, engine
 from ideogram_trt.core.progress import StepBar
 from ideogram_trt.core.recipes import Recipe, parse_enum
 from ideogram_trt.core.sampling import euler_update
+from ideogram_trt.core.shapes import Sizes
 from ideogram_trt.core.sidecar import ExportSettings, ExportSidecar, sidecar_path
 from ideogram_trt.core.tokenization import PromptTokenizer
 from ideogram_trt.runtime.backend import Backend
@@ -50,6 +51,8 @@ DEFAULT_PROMPTS = (
 SHORT_TEXT = 7  # the short text length of the engine checks; the long one is the set's longest
 PROBE_TIMESTEP = 0.625  # the DiT checks' model time: mid-schedule, and exact in bf16 and fp16 (see Reference)
 PROBE_GUIDANCE, PROBE_STEP = 4.5, -0.05  # the sampler check's blend and step size
+PROBE_LORA_RANK = 4  # the random adapter a LoRA-ready DiT's checks carry
+LORA_INPUT_PREFIX = "lora_"  # core.lora.LoraTarget's engine inputs
 DEFAULT_REPEATS = 3
 STEP = "step"  # the timing check of one denoising step (both DiTs and the sampler); the others are named by stage
 DEFAULT_MAX_SLOWDOWN = 2.0  # measured / modeled time a stage may reach before its timing check fails
@@ -166,7 +169,8 @@ def verify(
     backend = (open_backend or spec.factory)(root, manifest)
     for check in _profile_checks(backend, manifest):
         add(check)
-    reference = Reference(checkpoint, recipe, settings, calibration, device, timestep_dtype=_timestep_dtype(manifest))
+    reference = Reference(checkpoint, recipe, settings, calibration, device, timestep_dtype=_timestep_dtype(manifest),
+                          lora=manifest.model.lora)  # fmt: skip
     # Every input first (the DiTs' text comes from the reference text encoder), then the checks in the probes'
     # order, engine by engine: each reference module is built once, not once per probe.
     inputs = [_probe_inputs(probe, manifest, reference) for probe in planned]
@@ -513,6 +517,13 @@ def _probe_inputs(probe: Probe, manifest: Manifest, reference: Any) -> dict[str,
             values[name] = table[None] if len(spec.shape) == 3 else table
         elif name == io.GUIDANCE:
             values[name] = np.array([PROBE_GUIDANCE], dtype=np.float32)
+        elif name.startswith(LORA_INPUT_PREFIX) and manifest.model.lora is not None:
+            # A random adapter of rank PROBE_LORA_RANK, its update a few tenths of the weights' scale: the engine's
+            # side path is checked against the reference's, not just fed zeros (docs/VERIFY.md §1).
+            rank = min(PROBE_LORA_RANK, manifest.model.lora.max_rank)
+            shape = Sizes(lora_rank=rank).resolve(spec.shape)
+            width = shape[1] if name.endswith("_a") else rank  # Aᵀ [layers, in, rank]; Bᵀ [layers, rank, out]
+            values[name] = (0.3 / width**0.5) * rng.standard_normal(shape, dtype=np.float32)
         elif name == io.STEP:
             values[name] = np.array([PROBE_STEP], dtype=np.float32)
         else:
