@@ -132,8 +132,11 @@ class TestTensorRTBackendOnAFakeGpu:
         for loras, allocated in (([(a, 1.0)], factors), ([(b, 0.5), (a, 0.7)], factors), ([(a, 1.0)], 0), ([], 0)):
             before = cuda.counts["malloc"]
             ours, theirs = pipe(PROMPTS[1], loras=loras, **kwargs), reference(PROMPTS[1], loras=loras, **kwargs)
-            assert np.array_equal(ours.latents, theirs.latents), loras
-            assert np.array_equal(ours.images, theirs.images), loras
+            # The same graph on the same inputs, but the fake's factor inputs are views into its device memory, which
+            # ONNX Runtime's CPU GEMMs may take another code path for (seen: ≤ 1e-6 of the latents' scale).
+            scale = float(np.abs(theirs.latents).max())
+            np.testing.assert_allclose(ours.latents, theirs.latents, rtol=0, atol=1e-5 * scale, err_msg=str(loras))
+            assert int(np.abs(ours.images.astype(int) - theirs.images.astype(int)).max()) <= 1, loras
             assert cuda.counts["malloc"] - before == allocated, loras
         plain = reference(PROMPTS[1], **kwargs)
         assert not np.array_equal(plain.latents, reference(PROMPTS[1], loras=[(a, 1.0)], **kwargs).latents)

@@ -4,7 +4,7 @@ CPU; no GPU here can run the plans, so this proves the graphs are accepted, not 
 Runtime does that in test_export.py).
 
 Together with test_engines.py, which builds all four components of the fp8-wo and fp8 recipes through
-`build-engines` (three buckets), every component x recipe is built: here the bf16 recipe, and the optional
+`build-engines` (two buckets), every component x recipe is built: here the bf16 recipe, and the optional
 masked conditional DiT of every recipe."""
 
 from __future__ import annotations

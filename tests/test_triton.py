@@ -219,6 +219,7 @@ class TestTritonServer:
             "preset": ("BYTES", [1]),
             "seed": ("INT64", [1]),
             "num_images": ("INT32", [1]),
+            "lora": ("BYTES", [1]),
         }
         outputs = {o["name"]: (o["datatype"], o["shape"]) for o in metadata["outputs"]}
         assert outputs == {"image": ("UINT8", [-1, -1, -1, 3]), "png": ("BYTES", [-1])}
@@ -324,7 +325,10 @@ class TestTritonServer:
         expected_backend_failures = len(refusals)
         # Refused by Triton itself before the model runs (shape [2] for dims [1]; an undeclared input): Triton
         # counts these nowhere in the model's statistics.
-        for change, message in (({"seed": [1, 2]}, "Expected [1], got [2]"), ({"bogus": 1}, "got 7 inputs")):
+        for change, message in (
+            ({"seed": [1, 2]}, "Expected [1], got [2]"),
+            ({"bogus": 1}, "unexpected inference input 'bogus'"),
+        ):
             with pytest.raises(InferenceServerException, match=re.escape(message)):
                 raw_infer(server.grpc, "ideogram4", change)
         for change in ({"preset": b"V9_MAGIC"}, {"num_images": 3}, {"prompt": b"\xff"}):
@@ -471,7 +475,7 @@ def test_tensorrt_repository_config_is_structurally_sound(tmp_path: Path, tiny_d
         (mc.ModelInstanceGroup.KIND_GPU, 2, [1]),
     ]
     assert config.model_transaction_policy.decoupled
-    assert [i.name for i in config.input] == ["prompt", "height", "width", "preset", "seed", "num_images"]
+    assert [i.name for i in config.input] == ["prompt", "height", "width", "preset", "seed", "num_images", "lora"]
     assert [i.optional for i in config.input] == [False, True, True, True, True, True]
     assert [o.name for o in config.output] == ["image", "png", "step", "steps"]
     parameters = {k: v.string_value for k, v in config.parameters.items()}

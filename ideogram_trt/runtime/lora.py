@@ -14,8 +14,10 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 
+from ideogram_trt.core.components import Component
 from ideogram_trt.core.errors import InputError
 from ideogram_trt.core.lora import Adapter, LoraSlots, adapter_name, check_fits, check_weight, read_adapter, stack
+from ideogram_trt.core.manifest import Manifest
 
 ADAPTER_SUFFIX = ".safetensors"
 CACHED_ADAPTERS = 16
@@ -35,6 +37,19 @@ class LoraFeeds:
     rank: int
     arrays: Mapping[str, np.ndarray]
     names: tuple[str, ...] = ()  # the adapters, for reports
+
+
+def no_adapter_feeds(manifest: Manifest) -> LoraFeeds | None:
+    """A LoRA-ready set's inputs for a request that names no adapter (rank 1 of zeros); None for other sets. The
+    backends use it when a caller hands them no LoRA inputs."""
+    slots = manifest.model.lora
+    if slots is None:
+        return None
+    dtype = manifest.engine_for(Component.DIT_COND).input(slots.input_names[0]).dtype
+    if dtype not in FACTOR_DTYPES:
+        raise InputError(f"LoRA inputs of dtype {dtype} are not supported; rebuild the engine set")
+    arrays = stack([], slots, np.dtype(FACTOR_DTYPES[dtype]))
+    return LoraFeeds((), 1, arrays)
 
 
 class LoraLibrary:

@@ -18,6 +18,7 @@ from ideogram_trt.core.components import Component
 from ideogram_trt.core.manifest import EngineEntry, Manifest
 from ideogram_trt.core.sampling import denoise
 from ideogram_trt.runtime.backend import NUMPY_DTYPES, DenoiseInputs, Generated, StepCallback
+from ideogram_trt.runtime.lora import no_adapter_feeds
 
 # ONNX Runtime 1.30's QDQ transformer turns an FP8 Q/DQ + MatMul unit into MatMulIntegerToFloat, which takes no
 # FP8 input, and then refuses the whole graph (seen on the H200 machine; 1.32 leaves it alone). Its rewrites are
@@ -45,6 +46,7 @@ class OnnxRuntimeBackend:
             )
             self._inputs[entry.graph] = _input_dtypes(entry)
         self.providers = providers
+        self._no_adapter = no_adapter_feeds(manifest)  # a LoRA-ready set's inputs when a call names no adapter
 
     def _run(self, graph: Component, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
         return next(iter(self.run_engine(graph, None, feeds).values()))
@@ -83,7 +85,8 @@ class OnnxRuntimeBackend:
         cos_u, sin_u = inputs.rope_uncond
         has_uncond = Component.DIT_UNCOND in self._sessions
 
-        side = {} if inputs.lora is None else inputs.lora.arrays
+        lora = inputs.lora or self._no_adapter
+        side = {} if lora is None else lora.arrays
 
         def cond(z: np.ndarray, t: float) -> np.ndarray:
             feeds = {

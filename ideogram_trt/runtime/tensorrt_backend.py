@@ -33,6 +33,7 @@ from ideogram_trt.core.sampling import steps
 from ideogram_trt.core.shapes import Sizes
 from ideogram_trt.runtime.backend import NUMPY_DTYPES, DenoiseInputs, Generated, StepCallback
 from ideogram_trt.runtime.cuda import Cuda, CudaError, CudaRuntime
+from ideogram_trt.runtime.lora import no_adapter_feeds
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -118,6 +119,7 @@ class TensorRTBackend:
         # copy into the conditional DiT's factor inputs, and a new one is uploaded once.
         self._lora_on_device: OrderedDict[tuple[Any, ...], dict[str, _Binding]] = OrderedDict()
         self._lora_bound: tuple[Any, ...] | None = None  # the combination in the engines' factor buffers
+        self._no_adapter = no_adapter_feeds(manifest)  # a LoRA-ready set's inputs when a call names no adapter
 
     def device_bytes(self) -> int:
         """Device memory this backend holds: its bound buffers, the shared scratch pool and cached LoRA factors
@@ -299,8 +301,9 @@ class TensorRTBackend:
 
         self._upload(io.LATENTS, inputs.latents)
         self._upload(io.TEXT_HIDDEN, inputs.text_hidden)
-        if inputs.lora is not None:
-            self._use_lora(cond, inputs.lora)
+        lora = inputs.lora or self._no_adapter
+        if lora is not None:
+            self._use_lora(cond, lora)
         self._upload(io.ROPE_COS, inputs.rope_cond[0])
         self._upload(io.ROPE_SIN, inputs.rope_cond[1])
         if has_uncond:
@@ -309,7 +312,7 @@ class TensorRTBackend:
         # Every step's scalars, staged once in page-locked memory.
         timesteps = np.repeat(schedule.t[:, None], batch, axis=1).astype(np.float32)
         latent_shape = (batch, tokens, channels)
-        rank = None if inputs.lora is None else inputs.lora.rank
+        rank = None if lora is None else lora.rank
         sizes = Sizes(batch=batch, text=text, grid=inputs.bucket.grid, lora_rank=rank)
         cond_shapes = self.engines[cond].shapes(sizes)
         uncond_shapes = self.engines[uncond].shapes(sizes) if has_uncond else {}

@@ -519,11 +519,11 @@ def _probe_inputs(probe: Probe, manifest: Manifest, reference: Any) -> dict[str,
             values[name] = np.array([PROBE_GUIDANCE], dtype=np.float32)
         elif name.startswith(LORA_INPUT_PREFIX) and manifest.model.lora is not None:
             # A random adapter of rank PROBE_LORA_RANK, its update a few tenths of the weights' scale: the engine's
-            # side path is checked against the reference's, not just fed zeros (docs/VERIFY.md §1).
+            # side path is checked against the reference's, not just fed zeros (docs/VERIFY.md §2).
             rank = min(PROBE_LORA_RANK, manifest.model.lora.max_rank)
-            shape = Sizes(lora_rank=rank).resolve(spec.shape)
-            width = shape[1] if name.endswith("_a") else rank  # Aᵀ [layers, in, rank]; Bᵀ [layers, rank, out]
-            values[name] = (0.3 / width**0.5) * rng.standard_normal(shape, dtype=np.float32)
+            factor = Sizes(lora_rank=rank).resolve(spec.shape)
+            width = factor[1] if name.endswith("_a") else rank  # Aᵀ [layers, in, rank]; Bᵀ [layers, rank, out]
+            values[name] = (0.3 / width**0.5) * rng.standard_normal(factor, dtype=np.float32)
         elif name == io.STEP:
             values[name] = np.array([PROBE_STEP], dtype=np.float32)
         else:
