@@ -50,14 +50,14 @@ class SharedBuilds:
 
 
 @pytest.fixture(scope="session")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> SharedBuilds:
+def shared_builds(tmp_path_factory: pytest.TempPathFactory) -> SharedBuilds:
     base = tmp_path_factory.getbasetemp()
     return SharedBuilds((base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-builds")
 
 
 @pytest.fixture(scope="session")
-def tiny_dir(shared: SharedBuilds) -> Path:
-    return shared.get("tiny", lambda out: _ok(main(["make-tiny", str(out), "--seed", "0"])))
+def tiny_dir(shared_builds: SharedBuilds) -> Path:
+    return shared_builds.get("tiny", lambda out: _ok(main(["make-tiny", str(out), "--seed", "0"])))
 
 
 def _ok(code: int) -> None:
@@ -70,7 +70,7 @@ def checkpoint(tiny_dir: Path) -> Checkpoint:
 
 
 @pytest.fixture(scope="session")
-def diffusers_dir(tiny_dir: Path, shared: SharedBuilds) -> Path:
+def diffusers_dir(tiny_dir: Path, shared_builds: SharedBuilds) -> Path:
     """The parity tests' reference checkpoint, converted by tests/reference_checkpoint.py (not by the package,
     so a dequantization bug cannot sit on both sides; test_reference_checkpoint.py checks the package's own
     converter gives the same tensors)."""
@@ -78,7 +78,7 @@ def diffusers_dir(tiny_dir: Path, shared: SharedBuilds) -> Path:
     def build(out: Path) -> None:
         convert_reference(tiny_dir, out)
 
-    return shared.get("tiny-diffusers", build)
+    return shared_builds.get("tiny-diffusers", build)
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +93,7 @@ def reference_pipeline(diffusers_dir: Path):
 
 
 @pytest.fixture(scope="session")
-def bf16_engines(tiny_dir: Path, shared: SharedBuilds) -> Path:
+def bf16_engines(tiny_dir: Path, shared_builds: SharedBuilds) -> Path:
     """The tiny checkpoint's bf16-recipe ONNX Runtime engine set at 256x256 and 256x384, built by the CLI once for
     every module that runs engines (tests must not change it)."""
 
@@ -101,11 +101,11 @@ def bf16_engines(tiny_dir: Path, shared: SharedBuilds) -> Path:
         argv = ["build-engines", "--model", str(tiny_dir), "--out", str(out), "--recipe", "bf16"]
         _ok(main([*argv, "--flavor", "onnxruntime", "--buckets", "256x256,256x384"]))
 
-    return shared.get("engines-bf16", build)
+    return shared_builds.get("engines-bf16", build)
 
 
 @pytest.fixture(scope="session")
-def one_graph_engines(tiny_dir: Path, shared: SharedBuilds) -> Path:
+def one_graph_engines(tiny_dir: Path, shared_builds: SharedBuilds) -> Path:
     """A small ONNX Runtime engine set, fp8-wo dit_uncond at 256x256 only, for tests that read a manifest (tests
     must not change it)."""
 
@@ -113,11 +113,11 @@ def one_graph_engines(tiny_dir: Path, shared: SharedBuilds) -> Path:
         _ok(main(["build-engines", "--model", str(tiny_dir), "--out", str(out), "--recipe", "fp8-wo",
                   "--flavor", "onnxruntime", "--buckets", "256x256", "--components", "dit_uncond"]))  # fmt: skip
 
-    return shared.get("engines-one-graph", build)
+    return shared_builds.get("engines-one-graph", build)
 
 
 @pytest.fixture(scope="session")
-def calibration_file(tiny_dir: Path, shared: SharedBuilds) -> Path:
+def calibration_file(tiny_dir: Path, shared_builds: SharedBuilds) -> Path:
     """Calibration over four shipped prompts × V4_TURBO_12 at 256x256, written by the CLI."""
 
     def build(out: Path) -> None:
@@ -125,11 +125,11 @@ def calibration_file(tiny_dir: Path, shared: SharedBuilds) -> Path:
         args = ["calibrate", "--model", str(tiny_dir), "--out", str(out / "tiny.json"), "--resolution", "256x256"]
         _ok(main([*args, "--preset", "V4_TURBO_12", "--limit", "4"]))
 
-    return shared.get("calibration", build) / "tiny.json"
+    return shared_builds.get("calibration", build) / "tiny.json"
 
 
 @pytest.fixture(scope="session")
-def fake_gpu_sets(tiny_dir: Path, calibration_file: Path, shared: SharedBuilds) -> tuple[Path, Path]:
+def fake_gpu_sets(tiny_dir: Path, calibration_file: Path, shared_builds: SharedBuilds) -> tuple[Path, Path]:
     """The fp8 TensorRT-RTX engine set the fake-GPU tests run (fp32 graphs: the fake runs a plan's ONNX graph in
     ONNX Runtime), and the ONNX Runtime set built from the same export, the fake's oracle. Real builds; shared by
     test_tensorrt_backend.py and test_verify.py (tests must not change them). LoRA-ready (rank up to
@@ -156,14 +156,14 @@ def fake_gpu_sets(tiny_dir: Path, calibration_file: Path, shared: SharedBuilds) 
             )
         )  # fmt: skip (--lora-rank: the export's)
 
-    root = shared.get("fake-gpu-sets", build)
+    root = shared_builds.get("fake-gpu-sets", build)
     return root / "rtx", root / "ort"
 
 
 class Exports:
     """Exports of the tiny checkpoint, made once per (recipe, dtype, graphs, options) and shared by tests."""
 
-    def __init__(self, shared: SharedBuilds, checkpoint_dir: Path, calibration: Path) -> None:
+    def __init__(self, shared_builds: SharedBuilds, checkpoint_dir: Path, calibration: Path) -> None:
         self.shared, self.checkpoint_dir, self.calibration = shared, checkpoint_dir, calibration
 
     def get(self, recipe: str, dtype: str, graphs: tuple[str, ...], **flags: object) -> Path:
@@ -182,9 +182,9 @@ class Exports:
             export(self.checkpoint_dir, out, options, quiet=True)
 
         flag_text = "".join(f"-{k}={v}" for k, v in sorted(flags.items()))
-        return self.shared.get(f"export-{recipe}-{dtype}-{'+'.join(graphs)}{flag_text}", build)
+        return self.shared_builds.get(f"export-{recipe}-{dtype}-{'+'.join(graphs)}{flag_text}", build)
 
 
 @pytest.fixture(scope="session")
-def exports(tiny_dir: Path, calibration_file: Path, shared: SharedBuilds) -> Exports:
-    return Exports(shared, tiny_dir, calibration_file)
+def exports(tiny_dir: Path, calibration_file: Path, shared_builds: SharedBuilds) -> Exports:
+    return Exports(shared_builds, tiny_dir, calibration_file)

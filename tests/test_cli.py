@@ -76,7 +76,7 @@ def option_helps(command: str) -> dict[str, str]:
 
 
 EXPORT_FLAGS = ("--recipe", "--dtype", "--calibration", "--components", "--quantize-attention",
-                "--quantize-text-encoder", "--exclude", "--opset", "--external-data")  # fmt: skip
+                "--quantize-text-encoder", "--exclude", "--opset", "--external-data", "--lora-rank")  # fmt: skip
 
 
 def test_build_engines_lists_the_export_options_of_export() -> None:

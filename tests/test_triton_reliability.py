@@ -443,6 +443,12 @@ class EnginesMustNotRun:
     def step_reports(self, plan: object, prompts: int, num_images: int) -> int:
         return 8
 
+    def lora_feeds(self, loras: list) -> None:
+        """The adapter check of a LoRA-ready set whose adapters folder holds ``style`` only."""
+        for name, _ in loras:
+            if name != "style":
+                raise InputError(f"unknown LoRA adapter {name!r}: the adapters folder has style")
+
     def __call__(self, *args: object, **kwargs: object) -> None:
         raise AssertionError("an engine ran for a request that should have been refused")
 

@@ -29,7 +29,7 @@ from ideogram_trt.triton import client, schema
 from ideogram_trt.triton.schema import HEIGHT, INPUTS, OUTPUTS, WIDTH, ImageRequest, Response, outputs
 
 MODULES = {"grpc": tritonclient.grpc, "http": tritonclient.http}
-FULL = ImageRequest('{"subject":"a fox"}', 256, 384, "V4_TURBO_12", 2**63 - 2, 2)  # every input set
+FULL = ImageRequest('{"subject":"a fox"}', 256, 384, "V4_TURBO_12", 2**63 - 2, 2, "style:0.5")  # every input set
 
 
 def test_the_table_is_consistent_with_tritonclient() -> None:
@@ -227,7 +227,7 @@ class Runs(EnginesMustNotRun):
         return SimpleNamespace(
             images=np.zeros((count, 16, 16, 3), dtype=np.uint8), prompts=[prompt] * count,
             seeds=[seed + k for k in range(count)], preset="V4_INSTANT_8", bucket=self.Bucket(256, 256),
-            engine_set="0" * 64, schedule=preset_schedule("V4_INSTANT_8", 256, 256),
+            engine_set="0" * 64, schedule=preset_schedule("V4_INSTANT_8", 256, 256), loras=[],
         )  # fmt: skip
 
 
