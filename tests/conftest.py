@@ -164,7 +164,7 @@ class Exports:
     """Exports of the tiny checkpoint, made once per (recipe, dtype, graphs, options) and shared by tests."""
 
     def __init__(self, shared_builds: SharedBuilds, checkpoint_dir: Path, calibration: Path) -> None:
-        self.shared, self.checkpoint_dir, self.calibration = shared, checkpoint_dir, calibration
+        self.shared, self.checkpoint_dir, self.calibration = shared_builds, checkpoint_dir, calibration
 
     def get(self, recipe: str, dtype: str, graphs: tuple[str, ...], **flags: object) -> Path:
         from ideogram_trt.core.components import Component

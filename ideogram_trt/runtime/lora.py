@@ -7,9 +7,10 @@ of recent combinations; see ``TensorRTBackend``.)
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import ml_dtypes
 import numpy as np
@@ -26,6 +27,8 @@ CACHED_COMBINATIONS = 4
 FACTOR_DTYPES: dict[str, type] = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
 
 Choice = tuple[str | Path, float]
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -96,15 +99,7 @@ class LoraLibrary:
         path = self.resolve(spec)
         stat = path.stat()
         key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-        cached = self._adapters.get(key)
-        if cached is None:
-            cached = read_adapter(path, self.slots.shape)
-            self._adapters[key] = cached
-            while len(self._adapters) > CACHED_ADAPTERS:
-                self._adapters.popitem(last=False)
-        else:
-            self._adapters.move_to_end(key)
-        return cached
+        return _cached(self._adapters, key, CACHED_ADAPTERS, lambda: read_adapter(path, self.slots.shape))
 
     def feeds(self, choices: Sequence[Choice]) -> LoraFeeds:
         """The engine inputs for ``choices`` ((adapter, weight) pairs; none: the zero side path). Every adapter is
@@ -112,16 +107,22 @@ class LoraLibrary:
         adapters = [(self.adapter(spec), check_weight(weight, str(spec))) for spec, weight in choices]
         rank = check_fits([a for a, _ in adapters], self.slots, self.where) if adapters else 0
         key = tuple((a.sha256, w) for a, w in adapters)
-        cached = self._feeds.get(key)
-        if cached is None:
+
+        def make() -> LoraFeeds:
             arrays = stack(adapters, self.slots, self.dtype)
             for array in arrays.values():
                 array.flags.writeable = False  # shared by every request that makes this choice
-            names = tuple(a.name for a, _ in adapters)
-            cached = LoraFeeds(key, max(1, rank), arrays, names)
-            self._feeds[key] = cached
-            while len(self._feeds) > CACHED_COMBINATIONS:
-                self._feeds.popitem(last=False)
-        else:
-            self._feeds.move_to_end(key)
-        return cached
+            return LoraFeeds(key, max(1, rank), arrays, tuple(a.name for a, _ in adapters))
+
+        return _cached(self._feeds, key, CACHED_COMBINATIONS, make)
+
+
+def _cached(cache: OrderedDict[K, V], key: K, size: int, make: Callable[[], V]) -> V:
+    """``cache[key]``, made by ``make`` on a miss; the least recently used entries beyond ``size`` are dropped."""
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    value = cache[key] = make()
+    while len(cache) > size:
+        cache.popitem(last=False)
+    return value
