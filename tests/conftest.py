@@ -182,7 +182,7 @@ class Exports:
             export(self.checkpoint_dir, out, options, quiet=True)
 
         flag_text = "".join(f"-{k}={v}" for k, v in sorted(flags.items()))
-        return self.shared_builds.get(f"export-{recipe}-{dtype}-{'+'.join(graphs)}{flag_text}", build)
+        return self.shared.get(f"export-{recipe}-{dtype}-{'+'.join(graphs)}{flag_text}", build)
 
 
 @pytest.fixture(scope="session")
