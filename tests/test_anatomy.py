@@ -118,7 +118,7 @@ FULL_SIZE_OTHER = {"fp8": (11, 14), "fp8-quantize-attention": (11, 14), "fp8-wo"
 @pytest.fixture(scope="module")
 def wide_exports(tmp_path_factory: pytest.TempPathFactory):
     """A two-block DiT with the release's head_dim (256) and block structure, narrow elsewhere, and its exports."""
-    from conftest import Exports
+    from conftest import Exports, SharedBuilds
 
     from ideogram_trt.cli import main
 
@@ -128,7 +128,7 @@ def wide_exports(tmp_path_factory: pytest.TempPathFactory):
     assert main(["make-tiny", str(checkpoint), *widths]) == 0
     assert main(["calibrate", "--model", str(checkpoint), "--out", str(calibration), "--resolution", "256x256",
                  "--preset", "V4_TURBO_12", "--limit", "1"]) == 0  # fmt: skip
-    return Exports(root / "exports", checkpoint, calibration)
+    return Exports(SharedBuilds(root / "exports"), checkpoint, calibration)
 
 
 def _kernels(layers: list, block: int) -> list[tuple[str, str, tuple[str, ...]]]:

@@ -127,13 +127,14 @@ class TestTensorRTBackendOnAFakeGpu:
         plans = {name: entry.sha256 for name, entry in Manifest.load(rtx).engines.items()}
         pipe, cuda, _ = fake_tensorrt_pipeline(rtx)
         reference = Pipeline.from_engines(ort)
-        kwargs = {"bucket": "256x256", "preset": "V4_TURBO_12", "seed": 3, "steps": 2}
+        # One step: the fake's factor inputs are views into its device memory, which ONNX Runtime's CPU GEMMs take
+        # another code path for (≤ 4e-6 apart); a second step of this fp8 set can flip an activation's E4M3
+        # rounding on that, and one flipped step is a jump of several percent in that token.
+        kwargs = {"bucket": "256x256", "preset": "V4_TURBO_12", "seed": 3, "steps": 1}
         factors = 12  # A and B for six targets
         for loras, allocated in (([(a, 1.0)], factors), ([(b, 0.5), (a, 0.7)], factors), ([(a, 1.0)], 0), ([], 0)):
             before = cuda.counts["malloc"]
             ours, theirs = pipe(PROMPTS[1], loras=loras, **kwargs), reference(PROMPTS[1], loras=loras, **kwargs)
-            # The same graph on the same inputs, but the fake's factor inputs are views into its device memory, which
-            # ONNX Runtime's CPU GEMMs may take another code path for (seen: ≤ 1e-6 of the latents' scale).
             scale = float(np.abs(theirs.latents).max())
             np.testing.assert_allclose(ours.latents, theirs.latents, rtol=0, atol=1e-5 * scale, err_msg=str(loras))
             assert int(np.abs(ours.images.astype(int) - theirs.images.astype(int)).max()) <= 1, loras

@@ -37,8 +37,9 @@ RAW = {"prompt": REQUEST.prompt.encode(), "height": 256, "width": 384, "preset":
 # cores, shared with another job at load ~2.2): 0.91 and 0.95; with execute serialized across the instances by a
 # file lock, 1.10. A single request's ONNX Runtime sessions already use both cores, so on this machine the floor
 # catches an instance that is far slower under load (or a deadlocked/retrying one), not plain serialization: that
-# needs more cores than one request uses.
-LOAD_RATIO_BOUND = 1.2
+# needs more cores than one request uses. The fresh-clone run at ca90753 (LoRA-ready set, the other xdist worker
+# busy) measured 1.29: the bound leaves room for that host and still catches a deadlocked or retrying instance (≥ 2).
+LOAD_RATIO_BOUND = 1.5
 KINDS = {"prompt": ("BYTES", np.object_), "preset": ("BYTES", np.object_), "height": ("INT32", np.int32),
          "width": ("INT32", np.int32), "seed": ("INT64", np.int64), "num_images": ("INT32", np.int32),
          "bogus": ("INT32", np.int32)}  # fmt: skip
@@ -476,7 +477,7 @@ def test_tensorrt_repository_config_is_structurally_sound(tmp_path: Path, tiny_d
     ]
     assert config.model_transaction_policy.decoupled
     assert [i.name for i in config.input] == ["prompt", "height", "width", "preset", "seed", "num_images", "lora"]
-    assert [i.optional for i in config.input] == [False, True, True, True, True, True]
+    assert [i.optional for i in config.input] == [False, True, True, True, True, True, True]
     assert [o.name for o in config.output] == ["image", "png", "step", "steps"]
     parameters = {k: v.string_value for k, v in config.parameters.items()}
     assert parameters["backend"] == "tensorrt" and parameters["engine_set"] == str(rtx_set.resolve())
