@@ -36,6 +36,7 @@ from ideogram_trt.core.errors import InputError
 from ideogram_trt.core.safetensors_file import read_safetensors
 
 LORA_RANK = "LR"  # the shape symbol of the rank axis (core.shapes)
+INPUT_PREFIX = "lora_"  # every side-path engine input's name starts so
 MAX_ENGINE_RANK = 1024  # --lora-rank's ceiling: factors of rank 1024 are 7 GB per adapter at full size
 METADATA_KEY = "lora_adapter_metadata"  # where diffusers' save_lora_weights keeps the peft config
 FACTOR_DTYPES = ("float32", "float16", "bfloat16")  # what adapter files may store
@@ -58,12 +59,12 @@ class LoraTarget(_Name):
     @property
     def down_input(self) -> str:
         """The engine input holding every block's Aᵀ [layers, in, rank]."""
-        return f"lora_{self.slot}_a"
+        return f"{INPUT_PREFIX}{self.slot}_a"
 
     @property
     def up_input(self) -> str:
         """The engine input holding every block's Bᵀ [layers, rank, out]."""
-        return f"lora_{self.slot}_b"
+        return f"{INPUT_PREFIX}{self.slot}_b"
 
 
 ALL_TARGETS: tuple[LoraTarget, ...] = tuple(LoraTarget)

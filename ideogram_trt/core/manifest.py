@@ -22,6 +22,7 @@ from ideogram_trt.core.digest import file_digest
 from ideogram_trt.core.errors import IdeogramTrtError
 from ideogram_trt.core.files import atomic_write, resolve_inside
 from ideogram_trt.core.gpu import GpuInfo, visible_gpus
+from ideogram_trt.core.lora import INPUT_PREFIX as LORA_INPUT_PREFIX
 from ideogram_trt.core.lora import LoraSlots
 from ideogram_trt.core.records import Fields, TensorEntry, find_tensor
 from ideogram_trt.core.sidecar import Rope
@@ -511,7 +512,7 @@ def structure_problems(root: Path, manifest: Manifest) -> list[str]:
     slots = manifest.model.lora
     for entry in manifest.engines.values():
         if entry.graph.spec.serves is Component.DIT_COND:
-            side = {t.name for t in entry.inputs if t.name.startswith("lora_")}
+            side = {t.name for t in entry.inputs if t.name.startswith(LORA_INPUT_PREFIX)}
             if side != set(() if slots is None else slots.input_names):
                 says = "no LoRA side path" if slots is None else f"a LoRA side path of rank {slots.max_rank}"
                 problems.append(f"engine {entry.name}'s LoRA inputs do not match the manifest, which says {says}; "

@@ -48,11 +48,16 @@ def no_adapter_feeds(manifest: Manifest) -> LoraFeeds | None:
     slots = manifest.model.lora
     if slots is None:
         return None
-    dtype = manifest.engine_for(Component.DIT_COND).input(slots.input_names[0]).dtype
+    return LoraFeeds((), 1, stack([], slots, np.dtype(FACTOR_DTYPES[factor_dtype(manifest)])))
+
+
+def factor_dtype(manifest: Manifest) -> str:
+    """The dtype of a LoRA-ready set's factor inputs (the conditional DiT's compute dtype), as the manifest names it."""
+    assert manifest.model.lora is not None
+    dtype = manifest.engine_for(Component.DIT_COND).input(manifest.model.lora.input_names[0]).dtype
     if dtype not in FACTOR_DTYPES:
         raise InputError(f"LoRA inputs of dtype {dtype} are not supported; rebuild the engine set")
-    arrays = stack([], slots, np.dtype(FACTOR_DTYPES[dtype]))
-    return LoraFeeds((), 1, arrays)
+    return dtype
 
 
 class LoraLibrary:
@@ -62,8 +67,6 @@ class LoraLibrary:
     def __init__(
         self, slots: LoraSlots, dtype: str, where: str, folder: Path | None = None, allow_paths: bool = True
     ) -> None:
-        if dtype not in FACTOR_DTYPES:
-            raise InputError(f"{where}: LoRA inputs of dtype {dtype} are not supported; rebuild the engine set")
         self.slots, self.where, self.folder, self.allow_paths = slots, where, folder, allow_paths
         self.dtype = np.dtype(FACTOR_DTYPES[dtype])
         self._adapters: OrderedDict[tuple[str, int, int], Adapter] = OrderedDict()

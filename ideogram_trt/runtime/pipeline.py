@@ -46,7 +46,7 @@ from ideogram_trt.core.schedule import (
 )
 from ideogram_trt.core.tokenization import PromptTokenizer
 from ideogram_trt.runtime.backend import Backend, DenoiseInputs
-from ideogram_trt.runtime.lora import Choice, LoraFeeds, LoraLibrary
+from ideogram_trt.runtime.lora import Choice, LoraFeeds, LoraLibrary, factor_dtype
 
 DISTILLED_DEFAULT = PresetName.V4_FAST_20  # checkpoints without an unconditional DiT
 NO_LORA = (
@@ -106,7 +106,7 @@ class Pipeline:
         self.engine_set_id = file_digest(root / MANIFEST_FILE)
         self.lora: LoraLibrary | None = None
         if manifest.model.lora is not None:
-            dtype = manifest.engine_for(Component.DIT_COND).input(manifest.model.lora.input_names[0]).dtype
+            dtype = factor_dtype(manifest)
             self.lora = LoraLibrary(manifest.model.lora, dtype, str(root), adapters, allow_adapter_paths)
         model = manifest.model
         rope = model.rope

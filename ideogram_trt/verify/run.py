@@ -52,7 +52,6 @@ SHORT_TEXT = 7  # the short text length of the engine checks; the long one is th
 PROBE_TIMESTEP = 0.625  # the DiT checks' model time: mid-schedule, and exact in bf16 and fp16 (see Reference)
 PROBE_GUIDANCE, PROBE_STEP = 4.5, -0.05  # the sampler check's blend and step size
 PROBE_LORA_RANK = 4  # the random adapter a LoRA-ready DiT's checks carry
-LORA_INPUT_PREFIX = "lora_"  # core.lora.LoraTarget's engine inputs
 DEFAULT_REPEATS = 3
 STEP = "step"  # the timing check of one denoising step (both DiTs and the sampler); the others are named by stage
 DEFAULT_MAX_SLOWDOWN = 2.0  # measured / modeled time a stage may reach before its timing check fails
@@ -517,7 +516,7 @@ def _probe_inputs(probe: Probe, manifest: Manifest, reference: Any) -> dict[str,
             values[name] = table[None] if len(spec.shape) == 3 else table
         elif name == io.GUIDANCE:
             values[name] = np.array([PROBE_GUIDANCE], dtype=np.float32)
-        elif name.startswith(LORA_INPUT_PREFIX) and manifest.model.lora is not None:
+        elif manifest.model.lora is not None and name in manifest.model.lora.input_names:
             # A random adapter of rank PROBE_LORA_RANK, its update a few tenths of the weights' scale: the engine's
             # side path is checked against the reference's, not just fed zeros (docs/VERIFY.md §2).
             rank = min(PROBE_LORA_RANK, manifest.model.lora.max_rank)
