@@ -49,18 +49,20 @@ typecheck: $(STAMP)
 test: $(STAMP) $(TRITON_STAMP) lint typecheck
 	$(PY) -m pytest -q -n 2 --dist loadscope
 
-# The whole job on a tiny random checkpoint (real weights cannot be downloaded here), on the CPU:
-# checkpoint -> calibration -> fp8 export (fp32 graphs) -> ONNX Runtime engine set -> image.
+# The whole job on the trained tiny checkpoint (checkpoints/tiny-shapes, docs/TINY_MODEL.md; real weights cannot be
+# downloaded here), on the CPU: calibration -> fp8 export (fp32 graphs) -> ONNX Runtime engine set -> image.
+# The README's picture (docs/images/demo.png) is this target's output.
 DEMO := demo-out
+TINY := checkpoints/tiny-shapes
+DEMO_PROMPT := {"subject":"a large orange triangle","position":"center","background":"light blue"}
 demo: $(STAMP)
-	$(VENV)/bin/ideogram-trt make-tiny $(DEMO)/tiny-checkpoint --seed 0 --overwrite
-	$(VENV)/bin/ideogram-trt calibrate --model $(DEMO)/tiny-checkpoint --out $(DEMO)/calibration.json \
-		--resolution 256x256 --preset V4_TURBO_12 --limit 4 --overwrite
-	$(VENV)/bin/ideogram-trt build-engines --model $(DEMO)/tiny-checkpoint --out $(DEMO)/engines \
-		--recipe fp8 --calibration $(DEMO)/calibration.json --flavor onnxruntime --buckets 256x256,256x384
-	$(VENV)/bin/ideogram-trt generate '{"subject":"a red fox curled up in fresh snow","style":"watercolor"}' \
-		--engines $(DEMO)/engines --bucket 256x384 --preset V4_DEFAULT_20 --seed 0 -o $(DEMO)/fox.png
-	@echo "demo image: $(CURDIR)/$(DEMO)/fox.png"
+	$(VENV)/bin/ideogram-trt calibrate --model $(TINY) --out $(DEMO)/calibration.json --prompts $(TINY)/calibration_prompts.jsonl \
+		--resolution 256x256 --preset V4_DEFAULT_20 --limit 4 --overwrite
+	$(VENV)/bin/ideogram-trt build-engines --model $(TINY) --out $(DEMO)/engines \
+		--recipe fp8 --calibration $(DEMO)/calibration.json --flavor onnxruntime --buckets 256x256
+	$(VENV)/bin/ideogram-trt generate '$(DEMO_PROMPT)' \
+		--engines $(DEMO)/engines --bucket 256x256 --preset V4_DEFAULT_20 --seed 0 -o $(DEMO)/shapes.png
+	@echo "demo image: $(CURDIR)/$(DEMO)/shapes.png"
 
 clean:
 	rm -rf $(VENV) $(TRITON_VENV) demo-out .pytest_cache .ruff_cache .mypy_cache

@@ -20,6 +20,13 @@ from ideogram_trt.model.configs import DiTConfig
 from ideogram_trt.model.layout import Layout, dit_expected
 
 DIT_FILE = "transformer/diffusion_pytorch_model.safetensors"
+TRAINED = Path(__file__).resolve().parents[1] / "checkpoints" / "tiny-shapes"  # docs/TINY_MODEL.md
+
+
+@pytest.fixture(params=["random", "trained"])
+def release_dir(request: pytest.FixtureRequest, tiny_dir: Path) -> Path:
+    """Both shipped kinds of tiny checkpoint: make-tiny's random one and the trained one in the repository."""
+    return tiny_dir if request.param == "random" else TRAINED
 
 
 def test_release_layout_tensor_inventory(tiny_dir: Path) -> None:
@@ -43,9 +50,10 @@ def test_release_layout_tensor_inventory(tiny_dir: Path) -> None:
     ]  # fmt: skip
 
 
-def test_fp8_dequantization_is_bit_identical(checkpoint, tiny_dir: Path) -> None:
+def test_fp8_dequantization_is_bit_identical(release_dir: Path) -> None:
     """Every DiT and text-encoder linear equals w.to(bf16) * scale.to(bf16)[:, None] (docs/MODEL.md §8.2), bit for
     bit."""
+    tiny_dir, checkpoint = release_dir, open_checkpoint(release_dir)
     dit = load_dit(checkpoint, "transformer", dtype=torch.bfloat16).state_dict()
     raw = load_file(str(tiny_dir / DIT_FILE))
     checked = 0
@@ -222,9 +230,9 @@ def test_cli_reports_one_line_without_traceback(broken: Path) -> None:
     assert result.stdout == ""
 
 
-def test_cli_check_summarizes_a_good_checkpoint(tiny_dir: Path) -> None:
+def test_cli_check_summarizes_a_good_checkpoint(release_dir: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "ideogram_trt", "check", str(tiny_dir)], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "ideogram_trt", "check", str(release_dir)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
     assert "checkpoint OK" in result.stdout and "release" in result.stdout
