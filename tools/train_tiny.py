@@ -23,6 +23,7 @@ import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -121,9 +122,10 @@ def load_state(path: Path, device: torch.device) -> dict[str, Any] | None:
     return torch.load(path, map_location=device, weights_only=False) if path.exists() else None
 
 
-def training_indices() -> list[int]:
-    captions = shapes.all_captions()
-    return [i for i, c in enumerate(captions) if not c.held_out]
+@cache
+def training_indices() -> tuple[int, ...]:
+    """Rows of ``all_captions()`` that training may draw (computed once: the split hashes every caption)."""
+    return tuple(i for i, c in enumerate(shapes.all_captions()) if not c.held_out)
 
 
 def sample_captions(gen: torch.Generator, batch: int) -> tuple[list[shapes.Caption], torch.Tensor]:
