@@ -14,12 +14,14 @@ from ideogram_trt.quality import shapes
 
 ROOT = Path(__file__).resolve().parents[1] / "checkpoints" / "tiny-shapes"
 MAX_BYTES = 30 * 1000 * 1000
-# shipped log, repeat log, loss terms, tolerance after step 100 (docs/TINY_MODEL.md §4.2)
+# The whole run trained twice from the same commands and seed (docs/TINY_MODEL.md §4.2): log, loss terms, the
+# tolerance on the final window means (measured: VAE 6.0 / 6.2 / 4.9 / 10.7 %, DiT 1.3 / 4.3 % and 3.6 / 5.3 %).
 REPRODUCTION = {
-    "vae 1": ("vae_log.jsonl", "vae_log_repeat1.jsonl", ("loss",), 0.30),
-    "vae 2": ("vae_log.jsonl", "vae_log_repeat2.jsonl", ("loss",), 0.30),
-    "dit": ("dit_stage1_log.jsonl", "dit_stage1_log_repeat1.jsonl", ("cond", "uncond"), 0.05),
+    "vae": ("vae_log.jsonl", {"loss": 0.10, "l1": 0.10, "l2": 0.10, "kl": 0.15}),
+    "dit (1)": ("dit_stage1_log.jsonl", {"cond": 0.08, "uncond": 0.08}),
+    "dit (2)": ("dit_stage2_log.jsonl", {"cond": 0.08, "uncond": 0.08}),
 }
+MAX_STAGE_SECONDS = 15 * 60  # the issue's bound on one stage's wall time
 
 
 def _rows(path: Path) -> dict[int, dict[str, float]]:
@@ -45,14 +47,16 @@ def test_training_record_names_seeds_steps_and_times() -> None:
     record = json.loads((ROOT / "training.json").read_text())
     assert record["spec"]["seed"] == 0
     stages = {s["stage"]: s for s in record["stages"]}
-    assert {"base", "vae", "dit (1)", "dit (2)", "export"} <= set(stages)
-    for name in ("vae", "dit (1)", "dit (2)"):
-        assert stages[name]["steps"] > 0 and stages[name]["wall_seconds"] > 0
+    assert list(stages) == ["base", "vae", "dit (1)", "dit (2)", "export"]
+    for name in REPRODUCTION:
         assert stages[name]["command"].startswith("python tools/train_tiny.py ")
-    # The logged steps are the recorded ones.
-    assert max(_rows(ROOT / "vae_log.jsonl")) == stages["vae"]["steps"]
-    assert max(_rows(ROOT / "dit_stage1_log.jsonl")) == stages["dit (1)"]["steps"]
-    assert max(_rows(ROOT / "dit_stage2_log.jsonl")) == stages["dit (2)"]["steps"]
+        assert 0 < stages[name]["wall_seconds"] <= MAX_STAGE_SECONDS, name
+        assert stages[name]["settings"]["seed"] == 0
+        # The logged steps are the recorded ones, and the settings' step count.
+        steps = max(_rows(ROOT / REPRODUCTION[name][0]))
+        assert steps == stages[name]["steps"]
+        assert steps == stages[name]["settings"]["vae_steps" if name == "vae" else "dit_steps"]
+    assert "--init-from W " in stages["dit (2)"]["command"]
     assert record["data"]["held_out_captions"] == len(shapes.held_out_captions())
 
 
@@ -62,17 +66,29 @@ def test_calibration_prompts_are_training_captions() -> None:
     assert prompts and all(not shapes.Caption.parse(p).held_out for p in prompts)
 
 
-@pytest.mark.parametrize("case", sorted(REPRODUCTION))
-def test_repeat_run_reproduces_the_first_losses(case: str) -> None:
-    """docs/TINY_MODEL.md §4.2: a repeat run's window means within 0.2 % of the shipped run's at step 100, and
-    within the stage's stated tolerance at steps 200 and 300."""
-    log, repeat_log, keys, tolerance = REPRODUCTION[case]
-    shipped, repeat = _rows(ROOT / log), _rows(ROOT / "reproduction" / repeat_log)
-    assert sorted(repeat) == [100, 200, 300]
-    for step in repeat:
-        for key in keys:
-            relative = abs(repeat[step][key] - shipped[step][key]) / abs(shipped[step][key])
-            assert relative <= (0.002 if step == 100 else tolerance), (case, step, key, relative)
+@pytest.mark.parametrize("stage", sorted(REPRODUCTION))
+def test_retrain_reproduces_the_losses(stage: str) -> None:
+    """docs/TINY_MODEL.md §4.2: the second training of the whole run logged the same steps, and its final window
+    means are within the stated tolerance of the shipped run's; training.json's summary says the same."""
+    log, tolerances = REPRODUCTION[stage]
+    shipped, repeat = _rows(ROOT / log), _rows(ROOT / "reproduction" / log)
+    assert sorted(repeat) == sorted(shipped)
+    last = max(shipped)
+    recorded = json.loads((ROOT / "training.json").read_text())["reproduction"][stage]
+    assert recorded["step"] == last
+    for key, tolerance in tolerances.items():
+        relative = abs(repeat[last][key] - shipped[last][key]) / abs(shipped[last][key])
+        assert relative <= tolerance, (stage, key, relative)
+        assert recorded["relative_difference"][key] == pytest.approx(relative, rel=1e-9)
+
+
+def test_retrain_starts_identically() -> None:
+    """The VAE stage starts from the same seeded init on the same data: the first window agrees within 0.5 %
+    (GPU kernels that add in a varying order are the only difference); later windows drift apart (§4.2)."""
+    shipped, repeat = _rows(ROOT / "vae_log.jsonl"), _rows(ROOT / "reproduction" / "vae_log.jsonl")
+    first = min(shipped)
+    for key in ("loss", "l1", "l2"):
+        assert abs(repeat[first][key] - shipped[first][key]) <= 0.005 * abs(shipped[first][key]), key
 
 
 def test_readme_picture_is_the_demo_output() -> None:

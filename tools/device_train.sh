@@ -1,52 +1,87 @@
 #!/usr/bin/env bash
-# On the GPU machine, in one call: train the tiny shapes checkpoint (run A, shipped) and repeat the first steps of
-# each stage from the same command and seed (run B, the reproduction check, docs/TINY_MODEL.md §4). Wheels travel
-# in .whl (diffusers, transformers); results come back under $OUT, then `train_tiny.py export` runs anywhere.
-#   bash tools/device_train.sh [SECONDS]   # wall budget of the whole call (default 540)
-# The DiT step count is chosen from a short timing run so that the call ends inside its budget; the count is
-# recorded in the settings, so the command that retrains the same model is in training.json.
+# On the GPU machine: train the tiny shapes checkpoint twice from the same commands and seed, side by side on one
+# GPU — run A is shipped, run B is the reproduction check of docs/TINY_MODEL.md §4.2. Two calls, so that no stage
+# needs more than one call and no optimizer state crosses between calls:
+#   bash tools/device_train.sh vae          # base + VAE for A and B; meanwhile a compiled DiT timing pair (C1, C2)
+#   bash tools/device_train.sh dit STEPS    # both DiTs of A and B, STEPS steps (chosen from the timing pair)
+# Wheels travel in .whl (diffusers, transformers). Each call returns its work folders (weights, logs, the stage
+# commands; no optimizer states) as tars under $OUT; the dit call restores the vae call's tars from .carry-train
+# when it lands on a fresh machine. `train_tiny.py export` then runs anywhere.
+# Environment: EXTRA_VAE / EXTRA_DIT add arguments to those stages (a dry run on the CPU uses them to shrink the
+# work); MINUTES bounds each DiT process (it saves and pauses past it).
 set -euo pipefail
-budget=${1:-540}
+phase=${1:?usage: device_train.sh vae | dit STEPS}
 start=$(date +%s)
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+if [ -z "${SKIP_WHEELS:-}" ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+fi
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 out=${OUT:-/tmp/out}
-mkdir -p "$out"
-nvidia-smi -L
+root=${TRAIN_ROOT:-/tmp/train}
+mkdir -p "$out" "$root"
+command -v nvidia-smi >/dev/null && nvidia-smi -L
 python3 -c 'import torch, diffusers, transformers; print("torch", torch.__version__, "diffusers", diffusers.__version__, "transformers", transformers.__version__)'
-for run in A B; do
-    [ -d /tmp/$run/base ] || python3 tools/train_tiny.py base --work /tmp/$run
-done
-sha256sum /tmp/A/base/text_encoder/model.safetensors /tmp/B/base/text_encoder/model.safetensors
-check=${CHECK_STEPS:-300}
-python3 tools/train_tiny.py vae --work /tmp/A >"$out/vae_A.txt" 2>&1 &
-a=$!
-python3 tools/train_tiny.py vae --work /tmp/B --stop-after "$check" >"$out/vae_B.txt" 2>&1 &
-wait $a
-wait
-for f in "$out"/vae_A.txt "$out"/vae_B.txt; do tail -n 3 "$f"; done
-# DiT timing on a throwaway copy with a small bank.
-rm -rf /tmp/C && mkdir -p /tmp/C && cp -r /tmp/A/base /tmp/A/vae.safetensors /tmp/C/
-python3 tools/train_tiny.py dit --work /tmp/C --dit-steps 80 --log-every 40 --bank 1024 >"$out/dit_timing.txt" 2>&1
-ms=$(tail -1 /tmp/C/dit_log.jsonl | python3 -c 'import json, sys; print(json.loads(sys.stdin.read())["ms_per_step"])')
-left=$((budget - ($(date +%s) - start) - 60))
-steps=$(python3 -c "print(max(1000, min(40000, int($left * 1000 / ($ms * 1.35) / 500) * 500)))")
-echo "dit: ${ms} ms per step alone, ${left} s left: ${steps} steps"
-python3 tools/train_tiny.py dit --work /tmp/A --dit-steps "$steps" --max-minutes $(((left + 30) / 60)) >"$out/dit_A.txt" 2>&1 &
-a=$!
-python3 tools/train_tiny.py dit --work /tmp/B --dit-steps "$steps" --stop-after "$check" >"$out/dit_B.txt" 2>&1 &
-wait $a || true
-wait || true
-for f in "$out"/dit_A.txt "$out"/dit_B.txt; do tail -n 3 "$f"; done
-mkdir -p /tmp/logs
-for run in A B; do
-    cp /tmp/$run/vae_log.jsonl /tmp/logs/vae_log_$run.jsonl
-    cp /tmp/$run/dit_log.jsonl /tmp/logs/dit_log_$run.jsonl
-    cp /tmp/$run/times.json /tmp/logs/times_$run.json
-    cp /tmp/$run/*_settings.json /tmp/logs/ 2>/dev/null || true
-done
-cp /tmp/C/dit_log.jsonl /tmp/logs/dit_log_timing.jsonl
-mv "$out"/*.txt /tmp/logs/
-tar -C /tmp -cf "$out/logs.tar" logs
-cp /tmp/A/vae.safetensors /tmp/A/transformer.safetensors /tmp/A/unconditional_transformer.safetensors "$out/" || true
+train() { python3 tools/train_tiny.py "$@"; }
+
+case $phase in
+vae)
+    for run in A B; do
+        [ -d "$root/$run/base" ] || train base --work "$root/$run"
+    done
+    sha256sum "$root"/A/base/text_encoder/model.safetensors "$root"/B/base/text_encoder/model.safetensors
+    # shellcheck disable=SC2086
+    pids=()
+    for run in A B; do
+        train vae --work "$root/$run" ${EXTRA_VAE:-} >"$root/vae_$run.txt" 2>&1 &
+        pids+=($!)
+    done
+    # The timing pair: two compiled DiT runs at once on a random VAE, as A and B will run in the dit call.
+    for c in C1 C2; do
+        rm -rf "${root:?}/$c" && mkdir -p "$root/$c" && cp -r "$root/A/base" "$root/$c/"
+        python3 -c "
+import sys, torch
+sys.path.insert(0, 'tools')
+import train_tiny
+from safetensors.torch import save_file
+vae = train_tiny.new_vae(torch.device('cpu'))
+save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, '$root/$c/vae.safetensors')"
+    done
+    # shellcheck disable=SC2086
+    for c in C1 C2; do
+        train dit --work "$root/$c" --dit-steps 400 --log-every 100 --bank 2048 ${EXTRA_DIT:-} >"$root/timing_$c.txt" 2>&1 &
+        pids+=($!)
+    done
+    status=0
+    for p in "${pids[@]}"; do wait "$p" || status=$?; done
+    for f in "$root"/*.txt; do echo "== $f"; tail -n 4 "$f"; done
+    tar -C "$root" -cf "$out/vae.tar" --exclude='*_state.pt' --exclude=base A B vae_A.txt vae_B.txt timing_C1.txt timing_C2.txt C1/dit_log.jsonl C2/dit_log.jsonl
+    ;;
+dit)
+    steps=${2:?usage: device_train.sh dit STEPS}
+    for run in ${RUNS:-A B}; do
+        if [ ! -f "$root/$run/vae.safetensors" ]; then
+            tar -C "$root" -xf .carry-train/vae.tar "$run"
+            echo "$run: restored the vae call's work folder from .carry-train/vae.tar"
+        fi
+        [ -d "$root/$run/base" ] || train base --work "$root/$run"
+    done
+    # shellcheck disable=SC2086
+    pids=()
+    for run in ${RUNS:-A B}; do
+        train dit --work "$root/$run" --dit-steps "$steps" --max-minutes "${MINUTES:-9}" ${EXTRA_DIT:-} >"$root/dit_$run.txt" 2>&1 &
+        pids+=($!)
+    done
+    status=0
+    for p in "${pids[@]}"; do wait "$p" || status=$?; done
+    for run in ${RUNS:-A B}; do
+        tail -n 4 "$root/dit_$run.txt"
+        tar -C "$root" -cf "$out/$run.tar" --exclude='*_state.pt' --exclude=base "$run" "dit_$run.txt"
+    done
+    ;;
+*)
+    echo "device_train.sh: unknown phase '$phase' (vae or dit)" >&2
+    exit 2
+    ;;
+esac
 echo "call: $(($(date +%s) - start)) s"
+exit "$status"

@@ -19,8 +19,10 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from functools import cache
@@ -328,6 +330,7 @@ def stage_dit(
     log_every: int,
     stop_after: int | None,
     init_from: Path | None = None,
+    compile_models: bool = False,
 ) -> bool:
     grid = shapes.IMAGE_SIZE // 16
     vae = load_vae(work, device)
@@ -354,6 +357,9 @@ def stage_dit(
             emas[name] = state["ema"][name]
         start = state["step"]
         print(f"dit: resuming at step {start}")
+    # The step is bound by Python dispatch, not the GPU, at these widths (docs/TINY_MODEL.md §4): compiling fuses the
+    # small kernels. The compiled callables share the modules' parameters; states are saved from the modules.
+    forward = {n: torch.compile(m) if compile_models else m for n, m in models.items()}
     unconditional_ids = table.position_ids[0, table.width :][None]  # image rows only (docs/MODEL.md §4.4)
     bank_latents, bank_index = latent_bank(vae, settings, device)
     log = Log(work / "dit_log.jsonl", log_every)
@@ -372,10 +378,10 @@ def stage_dit(
         lr = lr_at(step, settings.dit_steps, settings.dit_lr)
         terms = {}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            v_cond = models[TRANSFORMER](
+            v_cond = forward[TRANSFORMER](
                 cond_hidden, t, cond_text, table.position_ids[index], table.segment_ids[index], table.indicator[index]
             ).sample[:, table.width :]
-            v_uncond = models[UNCONDITIONAL](
+            v_uncond = forward[UNCONDITIONAL](
                 xt,
                 t,
                 xt.new_zeros(b, tokens, table.features.shape[-1]),
@@ -426,6 +432,96 @@ def save_dit_weights(work: Path, models: dict[str, torch.nn.Module], emas: dict[
         save_file(weights, str(work / f"{name}.safetensors"))
 
 
+# --- the training record ------------------------------------------------------------------------------------------
+
+
+def recipe_command(argv: list[str]) -> str:
+    """The command line of a stage as a recipe: work folders written W, W2, … (and the repeat run's R, R2, …),
+    ``--max-minutes`` dropped (a paused and resumed stage trains exactly as an uninterrupted one)."""
+    words, rest, counts = ["python", "tools/train_tiny.py"], iter(argv), {"--then": 1, "--repeat": 0}
+    for word in rest:
+        name, has_value = word.split("=", 1)[0], "=" in word
+        if name not in ("--max-minutes", "--work", "--then", "--repeat"):
+            words.append(word)
+            continue
+        if not has_value:
+            next(rest, None)
+        if name == "--work":
+            words += ["--work", "W"]
+        elif name in counts:
+            counts[name] += 1
+            letter = "W" if name == "--then" else "R"
+            words += [name, letter + (str(counts[name]) if counts[name] > 1 else "")]
+    return " ".join(words)
+
+
+def record_invocation(work: Path, stage: str, argv: list[str], finished: bool, seconds: float) -> None:
+    """Append one stage run to ``W/commands.jsonl``; ``export`` turns these into training.json's ``stages``."""
+    row = {
+        "stage": stage,
+        "command": recipe_command(argv),
+        "finished": finished,
+        "seconds": round(seconds, 1),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "torch": torch.__version__,
+    }
+    with (work / "commands.jsonl").open("a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def gather_stages(work: Path) -> list[dict[str, Any]]:
+    """One entry per stage from ``W/commands.jsonl``: its recipe command and settings, the steps its log reached,
+    its wall time summed over pauses. Refuses a stage that ran with two different commands or did not finish."""
+    path = work / "commands.jsonl"
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: run the stages with this version of train_tiny.py, then export")
+    stages: dict[str, dict[str, Any]] = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        entry = stages.setdefault(row["stage"], {"stage": row["stage"], "command": row["command"], "runs": 0})
+        if entry["command"] != row["command"]:
+            raise SystemExit(f"{path}: stage {row['stage']} ran as {entry['command']!r} and {row['command']!r}")
+        entry["runs"] += 1
+        entry["wall_seconds"] = round(entry.get("wall_seconds", 0.0) + row["seconds"], 1)
+        entry["finished"], entry["device"], entry["torch"] = row["finished"], row["device"], row["torch"]
+    for name, entry in stages.items():
+        if not entry["finished"]:
+            raise SystemExit(f"{path}: stage {name} did not finish; run it again to resume, then export")
+        if (settings := work / f"{name}_settings.json").exists() and name != "base":
+            entry["settings"] = json.loads(settings.read_text())
+        if (log := work / f"{name}_log.jsonl").exists():
+            entry["steps"] = json.loads(log.read_text().splitlines()[-1])["step"]
+            entry["log"] = str(log)
+    return list(stages.values())
+
+
+def chain_stages(chain: list[Path]) -> list[dict[str, Any]]:
+    """The stages of one training run kept in ``chain``: its work folders in order, each later one continuing the
+    DiT of the one before (``dit --init-from``). Folders are written W, W2, …; the DiT runs ``dit (1)``, ``dit (2)``."""
+    entries = []
+    for k, work in enumerate(chain):
+        for entry in gather_stages(work):
+            if len(chain) > 1 and entry["stage"] == "dit":
+                entry["stage"] = f"dit ({k + 1})"
+            if k > 0:
+                entry["command"] = re.sub(r"--work W\b", f"--work W{k + 1}", entry["command"])
+                entry["command"] = re.sub(
+                    r"--init-from \S+", "--init-from " + ("W" if k == 1 else f"W{k}"), entry["command"]
+                )
+            entries.append(entry)
+    return entries
+
+
+def log_name(stage: str) -> str:
+    """``vae`` → vae_log.jsonl, ``dit (2)`` → dit_stage2_log.jsonl."""
+    match = re.fullmatch(r"dit \((\d+)\)", stage)
+    return f"dit_stage{match[1]}_log.jsonl" if match else f"{stage}_log.jsonl"
+
+
+def last_row(log: Path) -> dict[str, Any]:
+    return dict(json.loads(log.read_text().splitlines()[-1]))
+
+
 # --- stage: export -------------------------------------------------------------------------------------------------
 
 
@@ -445,23 +541,50 @@ def release_dit(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def stage_export(work: Path, out: Path, settings: Settings, record: dict[str, Any]) -> None:
+def stage_export(chain: list[Path], out: Path, repeat: list[Path], record: dict[str, Any]) -> None:
+    """Write the release folder from the last work folder's weights, with the whole run's record; ``repeat`` is the
+    same run trained again (the reproduction check, docs/TINY_MODEL.md §4.2), whose logs go to reproduction/."""
     from safetensors.torch import load_file, save_file
 
+    stages = chain_stages(chain)
+    repeats = {e["stage"]: e for e in chain_stages(repeat)} if repeat else {}
+    if repeat and [e["command"] for e in repeats.values()] != [e["command"] for e in stages]:
+        raise SystemExit("--repeat: that run's stage commands differ from the exported run's; it is no reproduction")
+    last = chain[-1]
     with staged_dir(out, replace=True) as stage:
-        shutil.copytree(work / "base", stage, dirs_exist_ok=True)
-        shutil.copyfile(work / "vae.safetensors", stage / "vae" / "diffusion_pytorch_model.safetensors")
+        base = chain[0] / "base"
+        with tempfile.TemporaryDirectory() as scratch:
+            if not base.is_dir():  # stage base is a pure function of the seed: write it again
+                seed = json.loads((chain[0] / "base_settings.json").read_text())["seed"]
+                base = Path(scratch) / "base"
+                write_tiny_checkpoint(base, TinySpec(**{**asdict(SPEC), "seed": seed}))
+            shutil.copytree(base, stage, dirs_exist_ok=True)
+        shutil.copyfile(last / "vae.safetensors", stage / "vae" / "diffusion_pytorch_model.safetensors")
         for name in (TRANSFORMER, UNCONDITIONAL):
-            state = release_dit(load_file(str(work / f"{name}.safetensors")))
+            state = release_dit(load_file(str(last / f"{name}.safetensors")))
             save_file(state, str(stage / name / "diffusion_pytorch_model.safetensors"), metadata={"format": "pt"})
         prompts = [c.prompt for c in shapes.training_captions()[:: len(shapes.training_captions()) // 16][:16]]
         (stage / "calibration_prompts.jsonl").write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
-        logs = {
-            s: [json.loads(line) for line in (work / f"{s}_log.jsonl").read_text().splitlines()] for s in ("vae", "dit")
-        }
+        final_loss, reproduction = {}, {}
+        for entry in stages:
+            if "log" not in entry:
+                continue
+            log, entry["log"] = Path(entry["log"]), log_name(entry["stage"])
+            shutil.copyfile(log, stage / entry["log"])
+            final_loss[entry["stage"]] = last_row(log)
+            if entry["stage"] in repeats:
+                again = Path(repeats[entry["stage"]]["log"])
+                (stage / "reproduction").mkdir(exist_ok=True)
+                shutil.copyfile(again, stage / "reproduction" / entry["log"])
+                shipped, repeated = last_row(log), last_row(again)
+                terms = [k for k in shipped if k not in ("step", "lr", "ms_per_step")]
+                reproduction[entry["stage"]] = {
+                    "step": repeated["step"],
+                    "relative_difference": {k: abs(repeated[k] - shipped[k]) / abs(shipped[k]) for k in terms},
+                }
+        export_command = record.pop("command")
         record = {
             **record,
-            "settings": asdict(settings),
             "spec": asdict(SPEC),
             "data": {
                 "grammar": "ideogram_trt.quality.shapes",
@@ -470,11 +593,11 @@ def stage_export(work: Path, out: Path, settings: Settings, record: dict[str, An
                 "held_out_captions": len(shapes.held_out_captions()),
                 "image_size": shapes.IMAGE_SIZE,
             },
-            "final_loss": {s: logs[s][-1] for s in logs},
+            "final_loss": final_loss,
+            "reproduction": reproduction,
+            "stages": [*stages, {"stage": "export", "command": export_command}],
         }
         (stage / "training.json").write_text(json.dumps(record, indent=2) + "\n")
-        for s in logs:
-            shutil.copyfile(work / f"{s}_log.jsonl", stage / f"{s}_log.jsonl")
         sums = []
         for path in sorted(p for p in stage.rglob("*") if p.is_file() and p.name != "SHA256SUMS"):
             sums.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.relative_to(stage)}\n")
@@ -488,14 +611,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("stage", choices=("base", "vae", "dit", "export"))
     parser.add_argument("--work", type=Path, required=True, help="folder for states, logs and the base checkpoint")
     parser.add_argument("--out", type=Path, help="export: the checkpoint folder to write")
+    parser.add_argument(
+        "--then",
+        type=Path,
+        action="append",
+        default=[],
+        help="export: a later work folder of the same run (its DiT stage continued with --init-from); repeatable",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=Path,
+        action="append",
+        default=[],
+        help="export: the work folders of the same run trained again, in order (the reproduction check)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vae-steps", type=int, default=2500)
     parser.add_argument("--vae-batch", type=int, default=16)
     parser.add_argument("--vae-lr", type=float, default=1e-3)
     parser.add_argument("--kl-weight", type=float, default=1e-4)
     parser.add_argument("--dit-steps", type=int, default=20000)
-    parser.add_argument("--dit-batch", type=int, default=128)
-    parser.add_argument("--dit-lr", type=float, default=8e-4)
+    parser.add_argument("--dit-batch", type=int, default=1024)
+    parser.add_argument("--dit-lr", type=float, default=1e-3)
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--uniform-time", type=float, default=0.1)
     parser.add_argument("--bank", type=int, default=32768, help="jittered images encoded once for the DiT stage")
@@ -510,6 +647,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-every", type=int, default=100)
     parser.add_argument("--stat-images", type=int, default=4096, help="images the latent statistics are taken over")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="dit: torch.compile both DiTs (default: on a GPU)",
+    )
     args = parser.parse_args(argv)
     settings = Settings(
         seed=args.seed,
@@ -547,21 +690,28 @@ def main(argv: list[str] | None = None) -> int:
             work, settings, device, deadline, args.save_every, args.log_every, args.stat_images, args.stop_after
         )
     elif args.stage == "dit":
+        compile_models = device.type == "cuda" if args.compile is None else args.compile
         finished = stage_dit(
-            work, settings, device, deadline, args.save_every, args.log_every, args.stop_after, args.init_from
+            work,
+            settings,
+            device,
+            deadline,
+            args.save_every,
+            args.log_every,
+            args.stop_after,
+            args.init_from,
+            compile_models,
         )
     else:
         if args.out is None:
             parser.error("export needs --out")
-        record = {
-            "command": " ".join(["python", "tools/train_tiny.py", *sys.argv[1:]]) if argv is None else None,
-            "wall_seconds": times,
-            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "recorded by the training stages",
-            "torch": torch.__version__,
-        }
-        stage_export(work, args.out, settings, record)
+        words = sys.argv[1:] if argv is None else argv
+        record = {"command": recipe_command(words)}
+        stage_export([work, *args.then], args.out, args.repeat, record)
         return 0
-    times[args.stage] = times.get(args.stage, 0.0) + time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    record_invocation(work, args.stage, sys.argv[1:] if argv is None else argv, finished, seconds)
+    times[args.stage] = times.get(args.stage, 0.0) + seconds
     if torch.cuda.is_available() and args.device.startswith("cuda"):
         times[f"{args.stage}_device"] = torch.cuda.get_device_name()
     times_path.write_text(json.dumps(times, indent=2) + "\n")
