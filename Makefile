@@ -61,7 +61,7 @@ demo: $(STAMP)
 	$(VENV)/bin/ideogram-trt build-engines --model $(TINY) --out $(DEMO)/engines \
 		--recipe fp8 --calibration $(DEMO)/calibration.json --flavor onnxruntime --buckets 256x256
 	$(VENV)/bin/ideogram-trt generate '$(DEMO_PROMPT)' \
-		--engines $(DEMO)/engines --bucket 256x256 --preset V4_DEFAULT_20 --seed 0 -o $(DEMO)/shapes.png
+		--engines $(DEMO)/engines --bucket 256x256 --preset V4_FAST_20 --seed 0 -o $(DEMO)/shapes.png
 	@echo "demo image: $(CURDIR)/$(DEMO)/shapes.png"
 
 clean:

@@ -107,6 +107,6 @@ def test_readme_picture_is_the_demo_output() -> None:
     assert "docs/images/demo.png" in (repo / "README.md").read_text()
     image = Image.open(repo / "docs" / "images" / "demo.png")
     assert image.text["prompt"] == prompt and image.text["seed"] == "0"
-    assert image.text["preset"] == "V4_DEFAULT_20" and image.text["bucket"] == "256x256"
-    assert "--preset V4_DEFAULT_20 --seed 0" in makefile and "--bucket 256x256" in makefile
+    assert image.text["preset"] == "V4_FAST_20" and image.text["bucket"] == "256x256"
+    assert "--preset V4_FAST_20 --seed 0" in makefile and "--bucket 256x256" in makefile
     assert checker.check(np.asarray(image.convert("RGB")), prompt).passed

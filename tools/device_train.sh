@@ -4,13 +4,14 @@
 # needs more than one call and no optimizer state crosses between calls:
 #   bash tools/device_train.sh vae          # base + VAE for A and B; meanwhile a compiled DiT timing pair (C1, C2)
 #   bash tools/device_train.sh dit STEPS    # both DiTs of A and B, STEPS steps (chosen from the timing pair)
+#   bash tools/device_train.sh dit2 STEPS LR  # run (2): continue A's and B's DiTs in A2, B2 (--init-from)
 # Wheels travel in .whl (diffusers, transformers). Each call returns its work folders (weights, logs, the stage
 # commands; no optimizer states) as tars under $OUT; the dit call restores the vae call's tars from .carry-train
 # when it lands on a fresh machine. `train_tiny.py export` then runs anywhere.
 # Environment: EXTRA_VAE / EXTRA_DIT add arguments to those stages (a dry run on the CPU uses them to shrink the
 # work); MINUTES bounds each DiT process (it saves and pauses past it).
 set -euo pipefail
-phase=${1:?usage: device_train.sh vae | dit STEPS}
+phase=${1:?usage: device_train.sh vae | dit STEPS | dit2 STEPS LR}
 start=$(date +%s)
 if [ -z "${SKIP_WHEELS:-}" ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -78,8 +79,27 @@ dit)
         tar -C "$root" -cf "$out/$run.tar" --exclude='*_state.pt' --exclude=base "$run" "dit_$run.txt"
     done
     ;;
+dit2)
+    steps=${2:?usage: device_train.sh dit2 STEPS LR}
+    lr=${3:?usage: device_train.sh dit2 STEPS LR}
+    pids=()
+    for run in ${RUNS:-A B}; do
+        [ -f "$root/$run/transformer.safetensors" ] || { echo "$run: no DiT of run (1) here (the dit call's machine is gone)" >&2; exit 9; }
+        rm -rf "${root:?}/${run}2" && mkdir -p "$root/${run}2" && cp -r "$root/$run/base" "$root/$run/vae.safetensors" "$root/${run}2/"
+        # shellcheck disable=SC2086
+        train dit --work "$root/${run}2" --init-from "$root/$run" --dit-steps "$steps" --dit-lr "$lr" \
+            --max-minutes "${MINUTES:-8}" ${EXTRA_DIT:-} >"$root/dit_${run}2.txt" 2>&1 &
+        pids+=($!)
+    done
+    status=0
+    for p in "${pids[@]}"; do wait "$p" || status=$?; done
+    for run in ${RUNS:-A B}; do
+        tail -n 3 "$root/dit_${run}2.txt"
+        tar -C "$root" -cf "$out/${run}2.tar" --exclude='*_state.pt' --exclude=base "${run}2" "dit_${run}2.txt"
+    done
+    ;;
 *)
-    echo "device_train.sh: unknown phase '$phase' (vae or dit)" >&2
+    echo "device_train.sh: unknown phase '$phase' (vae, dit or dit2)" >&2
     exit 2
     ;;
 esac
