@@ -23,6 +23,25 @@ mkdir -p "$out" "$root"
 command -v nvidia-smi >/dev/null && nvidia-smi -L
 python3 -c 'import torch, diffusers, transformers; print("torch", torch.__version__, "diffusers", diffusers.__version__, "transformers", transformers.__version__)'
 train() { python3 tools/train_tiny.py "$@"; }
+# dit_runs SUFFIX ARGS...: the dit stage in $root/<run>SUFFIX for every run at once (RUN in ARGS names the run),
+# then a tar of each work folder (no optimizer states) under $out; sets status.
+dit_runs() {
+    local suffix=$1 run p
+    shift
+    local pids=()
+    for run in ${RUNS:-A B}; do
+        # shellcheck disable=SC2086
+        train dit --work "$root/$run$suffix" "${@//RUN/$run}" --max-minutes "${MINUTES:-9}" ${EXTRA_DIT:-} \
+            >"$root/dit_$run$suffix.txt" 2>&1 &
+        pids+=($!)
+    done
+    status=0
+    for p in "${pids[@]}"; do wait "$p" || status=$?; done
+    for run in ${RUNS:-A B}; do
+        tail -n 3 "$root/dit_$run$suffix.txt"
+        tar -C "$root" -cf "$out/$run$suffix.tar" --exclude='*_state.pt' --exclude=base "$run$suffix" "dit_$run$suffix.txt"
+    done
+}
 
 case $phase in
 vae)
@@ -66,37 +85,16 @@ dit)
         fi
         [ -d "$root/$run/base" ] || train base --work "$root/$run"
     done
-    # shellcheck disable=SC2086
-    pids=()
-    for run in ${RUNS:-A B}; do
-        train dit --work "$root/$run" --dit-steps "$steps" --max-minutes "${MINUTES:-9}" ${EXTRA_DIT:-} >"$root/dit_$run.txt" 2>&1 &
-        pids+=($!)
-    done
-    status=0
-    for p in "${pids[@]}"; do wait "$p" || status=$?; done
-    for run in ${RUNS:-A B}; do
-        tail -n 4 "$root/dit_$run.txt"
-        tar -C "$root" -cf "$out/$run.tar" --exclude='*_state.pt' --exclude=base "$run" "dit_$run.txt"
-    done
+    dit_runs "" --dit-steps "$steps"
     ;;
 dit2)
     steps=${2:?usage: device_train.sh dit2 STEPS LR}
     lr=${3:?usage: device_train.sh dit2 STEPS LR}
-    pids=()
     for run in ${RUNS:-A B}; do
         [ -f "$root/$run/transformer.safetensors" ] || { echo "$run: no DiT of run (1) here (the dit call's machine is gone)" >&2; exit 9; }
         rm -rf "${root:?}/${run}2" && mkdir -p "$root/${run}2" && cp -r "$root/$run/base" "$root/$run/vae.safetensors" "$root/${run}2/"
-        # shellcheck disable=SC2086
-        train dit --work "$root/${run}2" --init-from "$root/$run" --dit-steps "$steps" --dit-lr "$lr" \
-            --max-minutes "${MINUTES:-8}" ${EXTRA_DIT:-} >"$root/dit_${run}2.txt" 2>&1 &
-        pids+=($!)
     done
-    status=0
-    for p in "${pids[@]}"; do wait "$p" || status=$?; done
-    for run in ${RUNS:-A B}; do
-        tail -n 3 "$root/dit_${run}2.txt"
-        tar -C "$root" -cf "$out/${run}2.tar" --exclude='*_state.pt' --exclude=base "${run}2" "dit_${run}2.txt"
-    done
+    dit_runs 2 --init-from "$root/RUN" --dit-steps "$steps" --dit-lr "$lr"
     ;;
 *)
     echo "device_train.sh: unknown phase '$phase' (vae, dit or dit2)" >&2

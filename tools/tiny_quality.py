@@ -45,6 +45,22 @@ def gallery_captions(captions: list[shapes.Caption]) -> list[int]:
     return sorted(picked[:GALLERY])
 
 
+def gallery(strips: dict[str, list[np.ndarray]], results: dict[str, dict[str, object]]) -> Image.Image:
+    """One row of tiles per strip, at half size, with its name and pass rate in a left margin."""
+    from PIL import ImageDraw
+
+    tile, margin = 128, 150
+    count = len(next(iter(strips.values())))
+    picture = Image.new("RGB", (margin + count * tile, len(strips) * tile), "white")
+    draw = ImageDraw.Draw(picture)
+    for row, (name, images) in enumerate(strips.items()):
+        for col, image in enumerate(images):
+            picture.paste(Image.fromarray(image).resize((tile, tile), Image.LANCZOS), (margin + col * tile, row * tile))
+        label = name if name not in results else f"{name}\npass {results[name]['passed']:.3f}"
+        draw.multiline_text((8, row * tile + tile // 2 - 12), label, fill="black")
+    return picture
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=ROOT / "checkpoints" / "tiny-shapes")
@@ -81,9 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "quality.json").write_text(json.dumps(record, indent=2) + "\n")
     picked = gallery_captions(captions)
     reference = shapes.to_uint8(shapes.render([captions[i] for i in picked]))
-    strips = [np.concatenate(list(reference), axis=1)]
-    strips += [np.concatenate([rows[p][i] for i in picked], axis=1) for p in presets]
-    Image.fromarray(np.concatenate(strips, axis=0)).save(args.out / "gallery.png")
+    strips = {"reference": list(reference), **{p: [rows[p][i] for i in picked] for p in presets}}
+    gallery(strips, results).save(args.out / "gallery.png")
     print(f"wrote {args.out / 'quality.json'} and {args.out / 'gallery.png'} (rows: reference, {', '.join(presets)})")
     return 0
 
