@@ -87,8 +87,8 @@ def test_retrain_starts_identically() -> None:
     (GPU kernels that add in a varying order are the only difference); later windows drift apart (§4.2)."""
     shipped, repeat = _rows(ROOT / "vae_log.jsonl"), _rows(ROOT / "reproduction" / "vae_log.jsonl")
     first = min(shipped)
-    for key in ("loss", "l1", "l2"):
-        assert abs(repeat[first][key] - shipped[first][key]) <= 0.005 * abs(shipped[first][key]), key
+    for key, tolerance in (("loss", 0.005), ("l1", 0.005), ("l2", 0.005), ("kl", 0.01)):  # measured 0.08 % / KL 0.49 %
+        assert abs(repeat[first][key] - shipped[first][key]) <= tolerance * abs(shipped[first][key]), key
 
 
 def test_readme_picture_is_the_demo_output() -> None:

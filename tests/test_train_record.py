@@ -96,3 +96,24 @@ def test_a_misleading_record_is_refused(tmp_path: Path, rows: list[str], message
 def test_a_folder_without_a_record_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"commands\.jsonl is missing"):
         train_tiny.gather_stages(tmp_path)
+
+
+def test_a_continued_run_must_name_the_folder_before_it(tmp_path: Path) -> None:
+    first = _work(tmp_path / "A", [_row("dit", "python tools/train_tiny.py dit --work W", 5.0)], {"dit": 100})
+    other = _work(tmp_path / "B2", [
+        _row("dit", "python tools/train_tiny.py dit --work W --init-from /tmp/train/B --dit-steps 200", 5.0),
+    ], {"dit": 200})  # fmt: skip
+    with pytest.raises(SystemExit, match="does not continue"):
+        train_tiny.chain_stages([first, other])
+
+
+def test_a_repeat_must_run_the_same_commands_and_settings(tmp_path: Path) -> None:
+    def run(name: str, command: str, steps: int) -> list[dict[str, object]]:
+        return train_tiny.chain_stages([_work(tmp_path / name, [_row("dit", command, 5.0)], {"dit": steps})])
+
+    shipped = run("A", "python tools/train_tiny.py dit --work W --dit-steps 300", 300)
+    train_tiny.check_repeat(shipped, run("B", "python tools/train_tiny.py dit --work W --dit-steps 300", 300))
+    with pytest.raises(SystemExit, match="commands differ"):
+        train_tiny.check_repeat(shipped, run("C", "python tools/train_tiny.py dit --work W --dit-steps 3e2", 300))
+    with pytest.raises(SystemExit, match="settings differ"):  # same words, other defaults (an older train_tiny)
+        train_tiny.check_repeat(shipped, run("D", "python tools/train_tiny.py dit --work W --dit-steps 300", 400))

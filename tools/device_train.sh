@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# On the GPU machine: train the tiny shapes checkpoint twice from the same commands and seed, side by side on one
-# GPU — run A is shipped, run B is the reproduction check of docs/TINY_MODEL.md §4.2. Two calls, so that no stage
-# needs more than one call and no optimizer state crosses between calls:
-#   bash tools/device_train.sh vae          # base + VAE for A and B; meanwhile a compiled DiT timing pair (C1, C2)
-#   bash tools/device_train.sh dit STEPS    # both DiTs of A and B, STEPS steps (chosen from the timing pair)
-#   bash tools/device_train.sh dit2 STEPS LR  # run (2): continue A's and B's DiTs in A2, B2 (--init-from)
+# On the GPU machine: train the tiny shapes checkpoint twice from the same commands and seed — run A is shipped,
+# run B is the reproduction check of docs/TINY_MODEL.md §4.2. One call per phase, so that no stage spans two calls
+# and no optimizer state has to cross between them (a paused stage can resume only on the same, still warm machine):
+#   bash tools/device_train.sh vae            # base + VAE for A and B; meanwhile a compiled DiT timing pair (C1, C2)
+#   bash tools/device_train.sh dit STEPS      # DiT run (1) of A and B, STEPS steps (chosen from the timing pair)
+#   bash tools/device_train.sh dit2 STEPS LR  # DiT run (2): continue A's and B's DiTs in A2, B2 (--init-from)
+# The shipped checkpoint ran `RUNS=A … dit 3500`, then `RUNS=B … dit 3500`, then `dit2 3000 6e-4` (both at once).
 # Wheels travel in .whl (diffusers, transformers). Each call returns its work folders (weights, logs, the stage
 # commands; no optimizer states) as tars under $OUT; the dit call restores the vae call's tars from .carry-train
 # when it lands on a fresh machine. `train_tiny.py export` then runs anywhere.
@@ -23,7 +24,7 @@ mkdir -p "$out" "$root"
 command -v nvidia-smi >/dev/null && nvidia-smi -L
 python3 -c 'import torch, diffusers, transformers; print("torch", torch.__version__, "diffusers", diffusers.__version__, "transformers", transformers.__version__)'
 train() { python3 tools/train_tiny.py "$@"; }
-# dit_runs SUFFIX ARGS...: the dit stage in $root/<run>SUFFIX for every run at once (RUN in ARGS names the run),
+# dit_runs SUFFIX ARGS...: the dit stage in $root/<run>SUFFIX for every run at once ({run} in ARGS names the run),
 # then a tar of each work folder (no optimizer states) under $out; sets status.
 dit_runs() {
     local suffix=$1 run p
@@ -31,7 +32,7 @@ dit_runs() {
     local pids=()
     for run in ${RUNS:-A B}; do
         # shellcheck disable=SC2086
-        train dit --work "$root/$run$suffix" "${@//RUN/$run}" --max-minutes "${MINUTES:-9}" ${EXTRA_DIT:-} \
+        train dit --work "$root/$run$suffix" "${@//\{run\}/$run}" --max-minutes "${MINUTES:-9}" ${EXTRA_DIT:-} \
             >"$root/dit_$run$suffix.txt" 2>&1 &
         pids+=($!)
     done
@@ -49,9 +50,9 @@ vae)
         [ -d "$root/$run/base" ] || train base --work "$root/$run"
     done
     sha256sum "$root"/A/base/text_encoder/model.safetensors "$root"/B/base/text_encoder/model.safetensors
-    # shellcheck disable=SC2086
     pids=()
     for run in A B; do
+        # shellcheck disable=SC2086
         train vae --work "$root/$run" ${EXTRA_VAE:-} >"$root/vae_$run.txt" 2>&1 &
         pids+=($!)
     done
@@ -91,10 +92,12 @@ dit2)
     steps=${2:?usage: device_train.sh dit2 STEPS LR}
     lr=${3:?usage: device_train.sh dit2 STEPS LR}
     for run in ${RUNS:-A B}; do
-        [ -f "$root/$run/transformer.safetensors" ] || { echo "$run: no DiT of run (1) here (the dit call's machine is gone)" >&2; exit 9; }
+        # Run (1) must have finished here: a paused run also writes its weights so far.
+        tail -n 1 "$root/$run/commands.jsonl" 2>/dev/null | grep -q '"stage": "dit", .*"finished": true' ||
+            { echo "$run: no finished DiT run (1) on this machine (run the dit phase first)" >&2; exit 9; }
         rm -rf "${root:?}/${run}2" && mkdir -p "$root/${run}2" && cp -r "$root/$run/base" "$root/$run/vae.safetensors" "$root/${run}2/"
     done
-    dit_runs 2 --init-from "$root/RUN" --dit-steps "$steps" --dit-lr "$lr"
+    dit_runs 2 --init-from "$root/{run}" --dit-steps "$steps" --dit-lr "$lr"
     ;;
 *)
     echo "device_train.sh: unknown phase '$phase' (vae, dit or dit2)" >&2

@@ -3,7 +3,8 @@ engine set of one recipe, draw every held-out caption (or every k-th) at each pr
 pixel checker, and write the pass rates to JSON and a gallery of references and drawings to a PNG.
 
     python tools/tiny_quality.py --out quality-out                      # bf16, all 222, three presets (~6 min)
-    python tools/tiny_quality.py --model W --out q --every 5 --preset V4_FAST_20
+    python tools/tiny_quality.py --model DIR --out q --preset V4_FAST_20  # another export, e.g. the repeat run's:
+                                   # train_tiny.py export --work R --then R2 --out DIR
 
 Runs on the CPU; never in CI (tests/test_quality_gates.py holds the gates on a subset).
 """
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {"model": str(args.model), "recipe": "bf16", "seed": 0, "every": args.every, "presets": results}
     (args.out / "quality.json").write_text(json.dumps(record, indent=2) + "\n")
     picked = gallery_captions(captions)
-    reference = shapes.to_uint8(shapes.render([captions[i] for i in picked]))
+    reference = np.asarray(shapes.to_uint8(shapes.render([captions[i] for i in picked])))
     strips = {"reference": list(reference), **{p: [rows[p][i] for i in picked] for p in presets}}
     gallery(strips, results).save(args.out / "gallery.png")
     print(f"wrote {args.out / 'quality.json'} and {args.out / 'gallery.png'} (rows: reference, {', '.join(presets)})")

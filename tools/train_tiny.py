@@ -4,11 +4,15 @@ the captions of ``ideogram_trt.quality.shapes``. Never run in CI; one GPU of the
     python tools/train_tiny.py base   --work W               # the random tiny checkpoint: text encoder, configs
     python tools/train_tiny.py vae    --work W               # AutoencoderKLFlux2 as an autoencoder, then its bn stats
     python tools/train_tiny.py dit    --work W               # both DiTs by flow matching on the VAE's latents
-    python tools/train_tiny.py export --work W --out DIR     # the release FP8 layout + training.json + SHA256SUMS
+    python tools/train_tiny.py dit    --work W2 --init-from W  # a second DiT run from W's weights (fresh schedule)
+    python tools/train_tiny.py export --work W [--then W2] [--repeat R --repeat R2] --out DIR
+                                        # the release FP8 layout + training.json + SHA256SUMS (+ reproduction/)
 
-Every stage is deterministic for ``--seed``: the model starts from a seeded init and step k draws its batch from
-a generator seeded by (seed, stage, k), so a stage stopped by ``--max-minutes`` resumes where it stopped (its state
-is saved every ``--save-every`` steps) and a retrain follows the same data. Losses go to ``W/<stage>_log.jsonl``.
+Every stage is seeded by ``--seed``: the model starts from a seeded init and step k draws its batch from a
+generator seeded by (seed, stage, k), so a stage stopped by ``--max-minutes`` resumes exactly where it stopped (its
+state is saved every ``--save-every`` steps) and a retrain follows the same data. On a GPU some kernels add in a
+varying order, so a retrain's losses drift a few percent (docs/TINY_MODEL.md §4.2). Each stage appends its command
+to ``W/commands.jsonl`` and its losses to ``W/<stage>_log.jsonl``; ``export`` builds the record from them.
 The text encoder is ``make-tiny``'s random one, frozen; its features for every caption are computed once.
 """
 
@@ -141,11 +145,17 @@ def sample_captions(gen: torch.Generator, batch: int) -> tuple[list[shapes.Capti
 # --- stage: base ---------------------------------------------------------------------------------------------------
 
 
-def stage_base(work: Path, settings: Settings) -> None:
+def text_encoder_digest(base: Path) -> str:
+    return hashlib.sha256((base / "text_encoder" / "model.safetensors").read_bytes()).hexdigest()
+
+
+def stage_base(work: Path, settings: Settings) -> str:
+    """Write the base checkpoint; returns its text encoder's sha256 (recorded, so export can check a rewrite)."""
     spec = TinySpec(**{**asdict(SPEC), "seed": settings.seed})
     write_tiny_checkpoint(work / "base", spec, overwrite=True)
-    digest = hashlib.sha256((work / "base/text_encoder/model.safetensors").read_bytes()).hexdigest()
+    digest = text_encoder_digest(work / "base")
     print(f"base checkpoint written; text encoder sha256 {digest}")
+    return digest
 
 
 # --- stage: vae ----------------------------------------------------------------------------------------------------
@@ -455,15 +465,18 @@ def recipe_command(argv: list[str]) -> str:
     return " ".join(words)
 
 
-def record_invocation(work: Path, stage: str, argv: list[str], finished: bool, seconds: float) -> None:
+def record_invocation(
+    work: Path, stage: str, argv: list[str], finished: bool, seconds: float, device: torch.device, **extra: str
+) -> None:
     """Append one stage run to ``W/commands.jsonl``; ``export`` turns these into training.json's ``stages``."""
     row = {
         "stage": stage,
         "command": recipe_command(argv),
         "finished": finished,
         "seconds": round(seconds, 1),
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
         "torch": torch.__version__,
+        **extra,
     }
     with (work / "commands.jsonl").open("a") as f:
         f.write(json.dumps(row) + "\n")
@@ -484,6 +497,8 @@ def gather_stages(work: Path) -> list[dict[str, Any]]:
         entry["runs"] += 1
         entry["wall_seconds"] = round(entry.get("wall_seconds", 0.0) + row["seconds"], 1)
         entry["finished"], entry["device"], entry["torch"] = row["finished"], row["device"], row["torch"]
+        if "text_encoder_sha256" in row:
+            entry["text_encoder_sha256"] = row["text_encoder_sha256"]
     for name, entry in stages.items():
         if not entry["finished"]:
             raise SystemExit(f"{path}: stage {name} did not finish; run it again to resume, then export")
@@ -504,9 +519,15 @@ def chain_stages(chain: list[Path]) -> list[dict[str, Any]]:
             if len(chain) > 1 and entry["stage"] == "dit":
                 entry["stage"] = f"dit ({k + 1})"
             if k > 0:
+                source = re.search(r"--init-from[ =](\S+)", entry["command"])
+                if source is None or Path(source[1]).name != chain[k - 1].name:
+                    raise SystemExit(
+                        f"{work}: its DiT run does not continue {chain[k - 1]} (--init-from "
+                        f"{source[1] if source else 'missing'}); pass the folders of one run in order"
+                    )
                 entry["command"] = re.sub(r"--work W\b", f"--work W{k + 1}", entry["command"])
                 entry["command"] = re.sub(
-                    r"--init-from \S+", "--init-from " + ("W" if k == 1 else f"W{k}"), entry["command"]
+                    r"--init-from[ =]\S+", "--init-from " + ("W" if k == 1 else f"W{k}"), entry["command"]
                 )
             entries.append(entry)
     return entries
@@ -541,6 +562,13 @@ def release_dit(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def check_repeat(stages: list[dict[str, Any]], repeats: list[dict[str, Any]]) -> None:
+    """A repeat run is a reproduction only if every stage ran with the same command and settings."""
+    for name, key in (("stages", "stage"), ("commands", "command"), ("settings", "settings")):
+        if [e.get(key) for e in repeats] != [e.get(key) for e in stages]:
+            raise SystemExit(f"--repeat: that run's stage {name} differ from the exported run's; it is no reproduction")
+
+
 def stage_export(chain: list[Path], out: Path, repeat: list[Path], record: dict[str, Any]) -> None:
     """Write the release folder from the last work folder's weights, with the whole run's record; ``repeat`` is the
     same run trained again (the reproduction check, docs/TINY_MODEL.md §4.2), whose logs go to reproduction/."""
@@ -548,8 +576,8 @@ def stage_export(chain: list[Path], out: Path, repeat: list[Path], record: dict[
 
     stages = chain_stages(chain)
     repeats = {e["stage"]: e for e in chain_stages(repeat)} if repeat else {}
-    if repeat and [e["command"] for e in repeats.values()] != [e["command"] for e in stages]:
-        raise SystemExit("--repeat: that run's stage commands differ from the exported run's; it is no reproduction")
+    if repeat:
+        check_repeat(stages, list(repeats.values()))
     last = chain[-1]
     with staged_dir(out, replace=True) as stage:
         base = chain[0] / "base"
@@ -558,6 +586,9 @@ def stage_export(chain: list[Path], out: Path, repeat: list[Path], record: dict[
                 seed = json.loads((chain[0] / "base_settings.json").read_text())["seed"]
                 base = Path(scratch) / "base"
                 write_tiny_checkpoint(base, TinySpec(**{**asdict(SPEC), "seed": seed}))
+                trained_with = stages[0].get("text_encoder_sha256")
+                if trained_with is not None and trained_with != text_encoder_digest(base):
+                    raise SystemExit(f"{chain[0]}: the base written again differs from the one trained with")
             shutil.copytree(base, stage, dirs_exist_ok=True)
         shutil.copyfile(last / "vae.safetensors", stage / "vae" / "diffusion_pytorch_model.safetensors")
         for name in (TRANSFORMER, UNCONDITIONAL):
@@ -680,10 +711,9 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     deadline = time.time() + 60 * args.max_minutes
     start = time.perf_counter()
-    times_path = work / "times.json"
-    times = json.loads(times_path.read_text()) if times_path.exists() else {}
+    extra = {}
     if args.stage == "base":
-        stage_base(work, settings)
+        extra["text_encoder_sha256"] = stage_base(work, settings)
         finished = True
     elif args.stage == "vae":
         finished = stage_vae(
@@ -710,11 +740,7 @@ def main(argv: list[str] | None = None) -> int:
         stage_export([work, *args.then], args.out, args.repeat, record)
         return 0
     seconds = time.perf_counter() - start
-    record_invocation(work, args.stage, sys.argv[1:] if argv is None else argv, finished, seconds)
-    times[args.stage] = times.get(args.stage, 0.0) + seconds
-    if torch.cuda.is_available() and args.device.startswith("cuda"):
-        times[f"{args.stage}_device"] = torch.cuda.get_device_name()
-    times_path.write_text(json.dumps(times, indent=2) + "\n")
+    record_invocation(work, args.stage, sys.argv[1:] if argv is None else argv, finished, seconds, device, **extra)
     print(f"{args.stage}: {'done' if finished else 'paused'} in {time.perf_counter() - start:.1f} s")
     return 0 if finished else 3
 
