@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from ideogram_trt.core.digest import sha256_bytes
 from ideogram_trt.core.files import staged_dir
 from ideogram_trt.model.checkpoint import TRANSFORMER, diffusers_to_native_dit, open_checkpoint
 from ideogram_trt.model.checkpoint import UNCONDITIONAL_TRANSFORMER as UNCONDITIONAL
@@ -75,6 +76,32 @@ class Settings:
     ema: float
     uniform_time: float  # share of timesteps drawn uniformly instead of from the LogitNormal
     bank: int  # jittered training images encoded once; DiT steps draw their latents from them
+
+
+@dataclass(frozen=True)
+class Run:
+    """How a training stage runs, as opposed to what it learns (``Settings``): when it saves and pauses, how often
+    it logs, and an optional early stop (a reproduction check of the first steps that writes nothing final)."""
+
+    deadline: float  # time.time() past which the stage saves its state and pauses
+    save_every: int
+    log_every: int
+    stop_after: int | None
+
+    def end(self, steps: int) -> int:
+        return min(steps, self.stop_after or steps)
+
+    def saves_at(self, done: int, steps: int) -> bool:
+        return done % self.save_every == 0 or done == steps or time.time() > self.deadline
+
+    def pauses_at(self, done: int, steps: int) -> bool:
+        return time.time() > self.deadline and done < steps
+
+    def stopped_early(self, stage: str, steps: int) -> bool:
+        if self.stop_after is None or self.stop_after >= steps:
+            return False
+        print(f"{stage}: stopped after step {self.stop_after} as asked (a reproduction check of the first steps)")
+        return True
 
 
 def step_generator(seed: int, stage: str, step: int, device: torch.device) -> torch.Generator:
@@ -146,13 +173,16 @@ def sample_captions(gen: torch.Generator, batch: int) -> tuple[list[shapes.Capti
 
 
 def text_encoder_digest(base: Path) -> str:
-    return hashlib.sha256((base / "text_encoder" / "model.safetensors").read_bytes()).hexdigest()
+    return sha256_bytes((base / "text_encoder" / "model.safetensors").read_bytes())
+
+
+def base_spec(seed: int) -> TinySpec:
+    return TinySpec(**{**asdict(SPEC), "seed": seed})
 
 
 def stage_base(work: Path, settings: Settings) -> str:
     """Write the base checkpoint; returns its text encoder's sha256 (recorded, so export can check a rewrite)."""
-    spec = TinySpec(**{**asdict(SPEC), "seed": settings.seed})
-    write_tiny_checkpoint(work / "base", spec, overwrite=True)
+    write_tiny_checkpoint(work / "base", base_spec(settings.seed), overwrite=True)
     digest = text_encoder_digest(work / "base")
     print(f"base checkpoint written; text encoder sha256 {digest}")
     return digest
@@ -167,16 +197,7 @@ def new_vae(device: torch.device) -> torch.nn.Module:
     return AutoencoderKLFlux2.from_config(vae_config_json(SPEC)).to(device)
 
 
-def stage_vae(
-    work: Path,
-    settings: Settings,
-    device: torch.device,
-    deadline: float,
-    save_every: int,
-    log_every: int,
-    stat_images: int,
-    stop_after: int | None,
-) -> bool:
+def stage_vae(work: Path, settings: Settings, device: torch.device, run: Run, stat_images: int) -> bool:
     torch.manual_seed(settings.seed)
     vae = new_vae(device).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=settings.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
@@ -186,8 +207,8 @@ def stage_vae(
         opt.load_state_dict(state["opt"])
         start = state["step"]
         print(f"vae: resuming at step {start}")
-    log = Log(work / "vae_log.jsonl", log_every)
-    for step in range(start, min(settings.vae_steps, stop_after or settings.vae_steps)):
+    log = Log(work / "vae_log.jsonl", run.log_every)
+    for step in range(start, run.end(settings.vae_steps)):
         gen = step_generator(settings.seed, "vae", step, device)
         captions, _ = sample_captions(gen, settings.vae_batch)
         x = shapes.render(captions, gen) * 2 - 1
@@ -211,13 +232,12 @@ def stage_vae(
         opt.step()
         log.add(step, lr, loss=loss, l1=l1, l2=l2, kl=kl)
         done = step + 1
-        if done % save_every == 0 or done == settings.vae_steps or time.time() > deadline:
+        if run.saves_at(done, settings.vae_steps):
             save_state(state_path, {"model": vae.state_dict(), "opt": opt.state_dict(), "step": done})
-            if time.time() > deadline and done < settings.vae_steps:
+            if run.pauses_at(done, settings.vae_steps):
                 print(f"vae: time budget reached at step {done}; run again to resume")
                 return False
-    if stop_after is not None and stop_after < settings.vae_steps:
-        print(f"vae: stopped after step {stop_after} as asked (a reproduction check of the first steps)")
+    if run.stopped_early("vae", settings.vae_steps):
         return True
     set_latent_stats(vae, settings, device, stat_images)
     from safetensors.torch import save_file
@@ -335,10 +355,7 @@ def stage_dit(
     work: Path,
     settings: Settings,
     device: torch.device,
-    deadline: float,
-    save_every: int,
-    log_every: int,
-    stop_after: int | None,
+    run: Run,
     init_from: Path | None = None,
     compile_models: bool = False,
 ) -> bool:
@@ -372,8 +389,8 @@ def stage_dit(
     forward = {n: torch.compile(m) if compile_models else m for n, m in models.items()}
     unconditional_ids = table.position_ids[0, table.width :][None]  # image rows only (docs/MODEL.md §4.4)
     bank_latents, bank_index = latent_bank(vae, settings, device)
-    log = Log(work / "dit_log.jsonl", log_every)
-    for step in range(start, min(settings.dit_steps, stop_after or settings.dit_steps)):
+    log = Log(work / "dit_log.jsonl", run.log_every)
+    for step in range(start, run.end(settings.dit_steps)):
         gen = step_generator(settings.seed, "dit", step, device)
         picks = torch.randint(settings.bank, (settings.dit_batch,), generator=gen, device=device)
         x0, index = bank_latents[picks], bank_index[picks]  # [B, N, 4C], caption rows
@@ -412,7 +429,7 @@ def stage_dit(
             terms["cond" if name == TRANSFORMER else "uncond"] = loss
         log.add(step, lr, **terms)
         done = step + 1
-        if done % save_every == 0 or done == settings.dit_steps or time.time() > deadline:
+        if run.saves_at(done, settings.dit_steps):
             save_state(
                 state_path,
                 {
@@ -422,12 +439,11 @@ def stage_dit(
                     "step": done,
                 },
             )
-            if time.time() > deadline and done < settings.dit_steps:
+            if run.pauses_at(done, settings.dit_steps):
                 print(f"dit: time budget reached at step {done}; run again to resume (weights so far written)")
                 save_dit_weights(work, models, emas)
                 return False
-    if stop_after is not None and stop_after < settings.dit_steps:
-        print(f"dit: stopped after step {stop_after} as asked (a reproduction check of the first steps)")
+    if run.stopped_early("dit", settings.dit_steps):
         return True
     save_dit_weights(work, models, emas)
     return True
@@ -505,7 +521,7 @@ def gather_stages(work: Path) -> list[dict[str, Any]]:
         if (settings := work / f"{name}_settings.json").exists() and name != "base":
             entry["settings"] = json.loads(settings.read_text())
         if (log := work / f"{name}_log.jsonl").exists():
-            entry["steps"] = json.loads(log.read_text().splitlines()[-1])["step"]
+            entry["steps"] = last_row(log)["step"]
             entry["log"] = str(log)
     return list(stages.values())
 
@@ -585,7 +601,7 @@ def stage_export(chain: list[Path], out: Path, repeat: list[Path], record: dict[
             if not base.is_dir():  # stage base is a pure function of the seed: write it again
                 seed = json.loads((chain[0] / "base_settings.json").read_text())["seed"]
                 base = Path(scratch) / "base"
-                write_tiny_checkpoint(base, TinySpec(**{**asdict(SPEC), "seed": seed}))
+                write_tiny_checkpoint(base, base_spec(seed))
                 trained_with = stages[0].get("text_encoder_sha256")
                 if trained_with is not None and trained_with != text_encoder_digest(base):
                     raise SystemExit(f"{chain[0]}: the base written again differs from the one trained with")
@@ -602,12 +618,12 @@ def stage_export(chain: list[Path], out: Path, repeat: list[Path], record: dict[
                 continue
             log, entry["log"] = Path(entry["log"]), log_name(entry["stage"])
             shutil.copyfile(log, stage / entry["log"])
-            final_loss[entry["stage"]] = last_row(log)
+            final_loss[entry["stage"]] = shipped = last_row(log)
             if entry["stage"] in repeats:
                 again = Path(repeats[entry["stage"]]["log"])
                 (stage / "reproduction").mkdir(exist_ok=True)
                 shutil.copyfile(again, stage / "reproduction" / entry["log"])
-                shipped, repeated = last_row(log), last_row(again)
+                repeated = last_row(again)
                 terms = [k for k in shipped if k not in ("step", "lr", "ms_per_step")]
                 reproduction[entry["stage"]] = {
                     "step": repeated["step"],
@@ -631,7 +647,7 @@ def stage_export(chain: list[Path], out: Path, repeat: list[Path], record: dict[
         (stage / "training.json").write_text(json.dumps(record, indent=2) + "\n")
         sums = []
         for path in sorted(p for p in stage.rglob("*") if p.is_file() and p.name != "SHA256SUMS"):
-            sums.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.relative_to(stage)}\n")
+            sums.append(f"{sha256_bytes(path.read_bytes())}  {path.relative_to(stage)}\n")
         (stage / "SHA256SUMS").write_text("".join(sums))
     open_checkpoint(out)
     print(f"wrote {out}")
@@ -709,38 +725,26 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cudnn.benchmark = True  # among deterministic algorithms only (next line)
     torch.backends.cudnn.deterministic = True
     device = torch.device(args.device)
-    deadline = time.time() + 60 * args.max_minutes
+    run = Run(time.time() + 60 * args.max_minutes, args.save_every, args.log_every, args.stop_after)
+    words = sys.argv[1:] if argv is None else argv
     start = time.perf_counter()
     extra = {}
     if args.stage == "base":
         extra["text_encoder_sha256"] = stage_base(work, settings)
         finished = True
     elif args.stage == "vae":
-        finished = stage_vae(
-            work, settings, device, deadline, args.save_every, args.log_every, args.stat_images, args.stop_after
-        )
+        finished = stage_vae(work, settings, device, run, args.stat_images)
     elif args.stage == "dit":
         compile_models = device.type == "cuda" if args.compile is None else args.compile
-        finished = stage_dit(
-            work,
-            settings,
-            device,
-            deadline,
-            args.save_every,
-            args.log_every,
-            args.stop_after,
-            args.init_from,
-            compile_models,
-        )
+        finished = stage_dit(work, settings, device, run, args.init_from, compile_models)
     else:
         if args.out is None:
             parser.error("export needs --out")
-        words = sys.argv[1:] if argv is None else argv
         record = {"command": recipe_command(words)}
         stage_export([work, *args.then], args.out, args.repeat, record)
         return 0
     seconds = time.perf_counter() - start
-    record_invocation(work, args.stage, sys.argv[1:] if argv is None else argv, finished, seconds, device, **extra)
+    record_invocation(work, args.stage, words, finished, seconds, device, **extra)
     print(f"{args.stage}: {'done' if finished else 'paused'} in {time.perf_counter() - start:.1f} s")
     return 0 if finished else 3
 
