@@ -83,6 +83,16 @@ def _fmt(rgb: Sequence[float]) -> str:
     return "(" + ",".join(f"{round(v)}" for v in rgb) + ")"
 
 
+def _color_problem(
+    what: str, rgb: Sequence[float], palette: dict[str, tuple[int, int, int]], named: str, tolerance: float
+) -> str:
+    """Why a measured color does not read as the named one: another palette color is nearer, or it is too far."""
+    name, dist = _nearest(rgb, palette)
+    if name != named:
+        return f"{what} {_fmt(rgb)} is nearer {name!r} than {named!r}"
+    return f"{what} {_fmt(rgb)} is {dist:.0f} from {named!r} (tolerance {tolerance:.0f})"
+
+
 def _cell(centroid: tuple[float, float]) -> tuple[int, int]:
     row, col = (min(max(int(v * 3), 0), 2) for v in centroid)
     return row, col
@@ -140,14 +150,11 @@ class Verdict:
         """One short reason per failed check; empty when the image passes."""
         caption, out = self.caption, []
         if not self.background:
-            name, dist = _nearest(self.background_rgb, BACKGROUND_COLORS)
-            if name != caption.background:
-                out.append(f"background {_fmt(self.background_rgb)} is nearer {name!r} than {caption.background!r}")
-            else:
-                out.append(
-                    f"background {_fmt(self.background_rgb)} is {dist:.0f} from {caption.background!r}"
-                    f" (tolerance {BACKGROUND_TOLERANCE:.0f})"
+            out.append(
+                _color_problem(
+                    "background", self.background_rgb, BACKGROUND_COLORS, caption.background, BACKGROUND_TOLERANCE
                 )
+            )
         if not self.found:
             if self.area > 0:
                 out.append(f"no subject: the largest object covers {self.area:.2%} of the image (< {MIN_AREA:.1%})")
@@ -156,14 +163,7 @@ class Verdict:
             return out
         assert self.subject_rgb is not None and self.centroid is not None and self.side is not None
         if not self.color:
-            name, dist = _nearest(self.subject_rgb, SUBJECT_COLORS)
-            if name != caption.color:
-                out.append(f"subject {_fmt(self.subject_rgb)} is nearer {name!r} than {caption.color!r}")
-            else:
-                out.append(
-                    f"subject {_fmt(self.subject_rgb)} is {dist:.0f} from {caption.color!r}"
-                    f" (tolerance {SUBJECT_TOLERANCE:.0f})"
-                )
+            out.append(_color_problem("subject", self.subject_rgb, SUBJECT_COLORS, caption.color, SUBJECT_TOLERANCE))
         if not self.shape:
             measured = f"fill {self.fill:.2f}, taper {self.taper:.2f}, aspect {self.aspect:.2f}"
             if self.shape_name is None:
